@@ -1,0 +1,106 @@
+"""Service configuration: data, validated once, from flags, ``SHMBRIDGE_*`` variables or a file.
+
+The CLI only builds a ``ServiceConfig``; ``service.server.Server`` runs it. Precedence, highest first:
+command-line flags, environment variables, the config file (TOML or JSON), defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .engines import ENGINES, default_engine_name
+
+MiB = 1024 * 1024
+
+
+def default_socket_path() -> Path:
+    """``$XDG_RUNTIME_DIR/shmbridge/ocr.sock``, else a per-uid directory under the temp dir."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = Path(runtime) / "shmbridge" if runtime else Path(tempfile.gettempdir()) / f"shmbridge-{os.getuid()}"
+    return base / "ocr.sock"
+
+
+class ServiceConfig(BaseSettings):
+    """Everything ``shmbridge serve`` can be told. Sizes are bytes, times are seconds."""
+
+    model_config = SettingsConfigDict(env_prefix="SHMBRIDGE_", extra="forbid", validate_default=True)
+
+    # Engine
+    engine: str = Field(default_factory=default_engine_name)
+    engine_options: dict[str, Any] = Field(default_factory=dict)
+    engine_workers: int = Field(default=2, ge=1, le=64)
+    warm_up: bool = True
+
+    # Modes
+    http_enabled: bool = True
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    shm_enabled: bool = True
+    socket_path: Path = Field(default_factory=default_socket_path)
+    region_dir: Path | None = None
+
+    # Peers allowed on the socket; empty gids means only the uid list decides.
+    allowed_uids: list[int] = Field(default_factory=lambda: [os.getuid()])
+    allowed_gids: list[int] = Field(default_factory=list)
+
+    # Limits
+    max_sessions: int = Field(default=64, ge=1)
+    session_bytes: int = Field(default=512 * MiB, ge=MiB)
+    total_bytes: int = Field(default=4096 * MiB, ge=MiB)
+    slots_per_segment: int = Field(default=4, ge=1, le=256)
+    max_frame_bytes: int = Field(default=128 * MiB, ge=4096)
+    max_pixels: int = Field(default=40_000_000, ge=1)
+    max_control_frame: int = Field(default=1 * MiB, ge=4096)
+    max_regions_per_client: int = Field(default=16, ge=1)
+    max_region_bytes: int = Field(default=512 * MiB, ge=4096)
+
+    # Admission and time
+    max_in_flight: int = Field(default=0, ge=0, description="0 means engine_workers")
+    queue_size: int = Field(default=64, ge=0)
+    request_timeout: float = Field(default=30.0, gt=0)
+    engine_timeout: float = Field(default=30.0, gt=0)
+    drain_timeout: float = Field(default=10.0, gt=0)
+    retry_after: float = Field(default=1.0, gt=0)
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if value not in ENGINES:
+            raise ValueError(f"unknown engine {value!r}; choose one of {sorted(ENGINES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServiceConfig:
+        if not (self.http_enabled or self.shm_enabled):
+            raise ValueError("at least one of HTTP and shared memory must be enabled")
+        if self.session_bytes > self.total_bytes:
+            raise ValueError("session_bytes cannot exceed total_bytes")
+        return self
+
+    @property
+    def in_flight_limit(self) -> int:
+        return self.max_in_flight or self.engine_workers
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> ServiceConfig:
+        """Defaults < file < environment < ``overrides`` (flags). ``None`` overrides are ignored."""
+        file_values = _read_config_file(config_file) if config_file else {}
+        env_values = cls().model_dump(exclude_unset=True)
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return cls(**{**file_values, **env_values, **given})
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    if path.suffix == ".json":
+        return json.loads(text)
+    data = tomllib.loads(text)
+    return data.get("shmbridge", data)

@@ -1,0 +1,69 @@
+"""The null engine: no OCR, only a checksum of the pixels it read.
+
+It exists to measure transports and to prove zero-copy: the client computes the same checksum over the
+pixels it wrote, and equality means the service read exactly those bytes. Two modes:
+
+- ``full``: CRC-32 over every pixel, row by row, straight from the (possibly strided) view;
+- ``sampled`` (default): CRC-32 over a fixed grid of at most 64×64 pixels spread over the frame, so its
+  cost does not grow with the frame and a benchmark sees the transport, not the engine.
+
+``delay_ms`` makes it sleep, which turns it into a blocking engine run in the thread pool: tests use it
+to have a request genuinely in flight.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from typing import ClassVar, Literal
+
+import numpy as np
+
+from ..models import OcrOptions, PixelFormat
+from .base import Engine, EngineOutput
+
+ChecksumMode = Literal["full", "sampled"]
+SAMPLE_GRID = 64
+
+
+def checksum(image: np.ndarray, mode: ChecksumMode = "sampled") -> str:
+    """CRC-32 (hex) of ``image``'s pixels in row-major order, over all pixels or the sample grid."""
+    if mode == "sampled":
+        rows = _grid(image.shape[0])
+        cols = _grid(image.shape[1])
+        sample = image[np.ix_(rows, cols)]
+        return f"{zlib.crc32(sample.tobytes()):08x}"
+    crc = 0
+    if image.flags.c_contiguous:
+        return f"{zlib.crc32(memoryview(image).cast('B')):08x}"
+    for row in image:
+        data = memoryview(row).cast("B") if row.flags.c_contiguous else row.tobytes()
+        crc = zlib.crc32(data, crc)
+    return f"{crc:08x}"
+
+
+def _grid(length: int) -> np.ndarray:
+    count = min(length, SAMPLE_GRID)
+    return np.linspace(0, length - 1, count).astype(np.intp)
+
+
+class NullEngine(Engine):
+    name: ClassVar[str] = "null"
+    native_formats: ClassVar[frozenset[PixelFormat]] = frozenset(PixelFormat)
+    accepts_strides: ClassVar[bool] = True
+
+    def __init__(self, checksum_mode: ChecksumMode = "sampled", delay_ms: float = 0.0) -> None:
+        if checksum_mode not in ("full", "sampled"):
+            raise ValueError(f"checksum_mode is 'full' or 'sampled', not {checksum_mode!r}")
+        self.checksum_mode: ChecksumMode = checksum_mode
+        self.delay_s = float(delay_ms) / 1000.0
+        # An instance attribute shadows the class default: with a delay it blocks and goes to the pool.
+        self.blocking = self.delay_s > 0  # type: ignore[misc]
+
+    def recognize(self, image: np.ndarray, pixel_format: PixelFormat, options: OcrOptions) -> EngineOutput:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return EngineOutput(checksum=checksum(image, self.checksum_mode))
+
+    def capabilities(self) -> dict[str, object]:
+        return {**super().capabilities(), "checksum_mode": self.checksum_mode, "ocr": False}

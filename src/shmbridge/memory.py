@@ -1,0 +1,333 @@
+"""Shared memory for the data plane: sealed anonymous segments, slots, numpy views and byte limits.
+
+The service creates every segment and passes its file descriptor to the client over the Unix socket, so
+nothing is ever named in ``/dev/shm``: when both processes are gone the kernel frees the pages, and no
+other process can guess a name and open it. ``multiprocessing.shared_memory`` is deliberately not used
+(its resource tracker unlinks segments it does not own).
+
+Byte layout of one segment (``slot_size`` is a page-aligned size class)::
+
+    offset 0          slot_size        2*slot_size              count*slot_size
+    ├─ slot 0 ────────┼─ slot 1 ───────┼─ ... ─────────────────┤
+    │ pixels at       │                │                        │
+    │ offset + y*pitch│                │                        │
+
+Rules this module keeps:
+
+- On Linux a segment is a ``memfd`` sealed with ``F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`` after its
+  pages are allocated, so a client can never shrink it under the service (no SIGBUS) or reseal it. On
+  macOS it is ``shm_open`` followed at once by ``shm_unlink`` (no seals exist there; its size is fixed once
+  set).
+- The service maps segments read-only; the client maps them read-write. ``MAP_POPULATE`` pre-faults the
+  page tables once, at creation, not on the first frame.
+- ``close`` and ``detach`` are separate: ``Segment.close`` unmaps and closes the fd; the kernel frees the
+  pages when the last process lets go. Class-level defaults let ``close`` run on half-built objects.
+- Limits are checked before any memory is created; breaking one raises ``MemoryLimitExceeded`` or
+  ``SessionLimitExceeded``.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import sys
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ErrorCode, InvalidRequest, MemoryLimitExceeded, SessionLimitExceeded
+
+PAGE = mmap.PAGESIZE
+_IS_LINUX = sys.platform.startswith("linux")
+_MIN_CLASS = 64 * 1024
+#: Largest number a wire field may carry; anything larger is rejected before arithmetic.
+_MAX_FIELD = 1 << 48
+
+if _IS_LINUX:
+    import fcntl
+
+    _SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+
+
+def size_class(nbytes: int) -> int:
+    """The slot size for a frame of ``nbytes``: powers of two and 1.5× powers of two, page aligned.
+
+    Steps of at most 1.5× keep waste under a third: 1080p RGB (6.2 MB) gets 6 MiB, 4K RGB 24 MiB.
+    """
+    if nbytes <= _MIN_CLASS:
+        return _MIN_CLASS
+    size = _MIN_CLASS
+    while True:
+        if size >= nbytes:
+            return size
+        half_step = size + size // 2
+        if half_step >= nbytes:
+            return _page_align(half_step)
+        size *= 2
+
+
+def _page_align(nbytes: int) -> int:
+    return (nbytes + PAGE - 1) // PAGE * PAGE
+
+
+def _create_fd(name: str, size: int) -> int:
+    """A new anonymous shared-memory fd of ``size`` bytes with its pages allocated (and sealed on Linux)."""
+    if _IS_LINUX:
+        fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        try:
+            os.ftruncate(fd, size)
+            os.posix_fallocate(fd, 0, size)  # allocate now: no page allocation (or ENOSPC) on a frame
+            fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    import _posixshmem  # CPython's own binding, the one shared_memory uses; no tracker involved
+
+    shm_name = f"/shmb-{os.getpid()}-{int.from_bytes(os.urandom(6), 'big'):x}"[:31]
+    fd = _posixshmem.shm_open(shm_name, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    _posixshmem.shm_unlink(shm_name)  # nameless from here on, exactly like a memfd
+    try:
+        os.ftruncate(fd, size)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _map(fd: int, size: int, writable: bool) -> mmap.mmap:
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+    return mmap.mmap(fd, size, flags=flags, prot=prot)
+
+
+def seals_of(fd: int) -> int:
+    """The seals on ``fd`` (Linux), for tests and diagnostics; 0 elsewhere."""
+    return fcntl.fcntl(fd, fcntl.F_GET_SEALS) if _IS_LINUX else 0
+
+
+class Segment:
+    """One shared-memory segment split into ``slot_count`` slots of ``slot_size`` bytes."""
+
+    # Defaults let close() run on an object whose __init__ failed half way.
+    fd: int = -1
+    _mmap: mmap.mmap | None = None
+
+    def __init__(self, segment_id: int, fd: int, slot_size: int, slot_count: int, *, writable: bool) -> None:
+        if slot_size <= 0 or slot_size % PAGE or slot_count <= 0:
+            raise InvalidRequest(f"bad segment geometry: {slot_count} slots of {slot_size} bytes")
+        self.id = segment_id
+        self.slot_size = slot_size
+        self.slot_count = slot_count
+        self.writable = writable
+        self.nbytes = slot_size * slot_count
+        actual = os.fstat(fd).st_size
+        if actual < self.nbytes:
+            raise InvalidRequest(f"segment fd holds {actual} bytes, {self.nbytes} expected")
+        self.fd = fd
+        self._mmap = _map(fd, self.nbytes, writable)
+        self._buffer = np.frombuffer(self._mmap, dtype=np.uint8)
+        if not writable:
+            self._buffer.flags.writeable = False
+
+    @classmethod
+    def create(cls, segment_id: int, slot_size: int, slot_count: int) -> Segment:
+        """Service side: a new sealed, pre-faulted segment, mapped read-only."""
+        fd = _create_fd(f"shmbridge-{segment_id}", slot_size * slot_count)
+        try:
+            return cls(segment_id, fd, slot_size, slot_count, writable=False)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @classmethod
+    def attach(cls, segment_id: int, fd: int, slot_size: int, slot_count: int) -> Segment:
+        """Client side: map a segment received over the socket, read-write. Takes ownership of ``fd``."""
+        try:
+            return cls(segment_id, fd, slot_size, slot_count, writable=True)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def slot_buffer(self, slot: int) -> np.ndarray:
+        """The whole slot as a flat uint8 array (writable only on the client side)."""
+        start = slot * self.slot_size
+        return self._buffer[start : start + self.slot_size]
+
+    def image_view(
+        self, slot: int, offset: int, height: int, width: int, channels: int, pitch: int
+    ) -> np.ndarray:
+        """A (read-only on the service) H×W(×C) view of pixels in ``slot``; validates every bound first."""
+        check_image_bounds(self.slot_count, self.slot_size, slot, offset, height, width, channels, pitch)
+        start = slot * self.slot_size + offset
+        shape: tuple[int, ...] = (height, width) if channels == 1 else (height, width, channels)
+        strides: tuple[int, ...] = (pitch, channels) if channels == 1 else (pitch, channels, 1)
+        if channels == 1:
+            strides = (pitch, 1)
+        return np.ndarray(shape, dtype=np.uint8, buffer=self._buffer, offset=start, strides=strides)
+
+    def close(self) -> None:
+        """Unmap and close the fd. Every numpy view must be gone first (``BufferError`` otherwise)."""
+        if self._mmap is not None:
+            self._buffer = None  # type: ignore[assignment]
+            self._mmap.close()
+            self._mmap = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    @property
+    def closed(self) -> bool:
+        return self._mmap is None
+
+
+def check_image_bounds(
+    slot_count: int, slot_size: int, slot: int, offset: int, height: int, width: int, channels: int, pitch: int
+) -> None:
+    """Raise a typed ``InvalidRequest`` unless the image lies wholly inside one slot."""
+    for name, value in (("slot", slot), ("offset", offset), ("height", height), ("width", width),
+                        ("pitch", pitch)):  # fmt: skip
+        if not 0 <= value < _MAX_FIELD:
+            raise InvalidRequest(f"{name} {value} is out of range", code=ErrorCode.OUT_OF_BOUNDS)
+    if not 0 <= slot < slot_count:
+        raise InvalidRequest(f"slot {slot} does not exist (0..{slot_count - 1})", code=ErrorCode.BAD_SLOT)
+    if height <= 0 or width <= 0:
+        raise InvalidRequest(f"dimensions {width}x{height} must be positive", code=ErrorCode.BAD_DIMENSIONS)
+    if channels not in (1, 3, 4):
+        raise InvalidRequest(f"{channels} channels; 1, 3 or 4 expected", code=ErrorCode.BAD_DIMENSIONS)
+    row = width * channels
+    if pitch < row:
+        raise InvalidRequest(f"row pitch {pitch} is shorter than a row of {row} bytes",
+                             code=ErrorCode.SHAPE_MISMATCH)  # fmt: skip
+    end = offset + (height - 1) * pitch + row  # Python ints: no overflow; inputs bounded above
+    if end > slot_size:
+        raise InvalidRequest(
+            f"image ends at byte {end} of a {slot_size}-byte slot", code=ErrorCode.OUT_OF_BOUNDS
+        )
+
+
+# -- limits --------------------------------------------------------------------------------------
+
+
+class MemoryBudget:
+    """Service-wide limits: total bytes mapped for sessions and the number of sessions. Thread-safe."""
+
+    def __init__(self, total_bytes: int, max_sessions: int) -> None:
+        self.total_bytes = total_bytes
+        self.max_sessions = max_sessions
+        self.used_bytes = 0
+        self.sessions = 0
+        self._lock = threading.Lock()
+
+    def open_session(self) -> None:
+        with self._lock:
+            if self.sessions >= self.max_sessions:
+                raise SessionLimitExceeded(f"the service already holds {self.sessions} sessions (the limit)")
+            self.sessions += 1
+
+    def close_session(self) -> None:
+        with self._lock:
+            self.sessions -= 1
+
+    def reserve(self, nbytes: int) -> None:
+        with self._lock:
+            if self.used_bytes + nbytes > self.total_bytes:
+                raise MemoryLimitExceeded(
+                    f"{nbytes} more bytes would exceed the service's total of {self.total_bytes} "
+                    f"({self.used_bytes} in use)"
+                )
+            self.used_bytes += nbytes
+
+    def release(self, nbytes: int) -> None:
+        with self._lock:
+            self.used_bytes -= nbytes
+
+
+@dataclass(slots=True)
+class _SlotState:
+    lent: set[int]
+
+
+class SessionMemory:
+    """Service side: the segments of one session, which slots are lent, and the session's byte limit.
+
+    Owned by one asyncio task; not thread-safe by design (the event loop serialises access).
+    """
+
+    def __init__(self, budget: MemoryBudget, session_bytes: int, max_frame_bytes: int) -> None:
+        self.budget = budget
+        self.session_bytes = session_bytes
+        self.max_frame_bytes = max_frame_bytes
+        self.segments: dict[int, Segment] = {}
+        self._lent: dict[int, set[int]] = {}
+        self.used_bytes = 0
+        self._next_id = 1
+        self._busy_views = 0
+
+    def allocate(self, frame_bytes: int, slot_count: int) -> Segment:
+        """A new segment of ``slot_count`` slots big enough for ``frame_bytes`` each."""
+        if frame_bytes <= 0:
+            raise InvalidRequest(f"a segment for {frame_bytes}-byte frames makes no sense",
+                                 code=ErrorCode.BAD_DIMENSIONS)  # fmt: skip
+        if frame_bytes > self.max_frame_bytes:
+            raise MemoryLimitExceeded(
+                f"a {frame_bytes}-byte frame exceeds the {self.max_frame_bytes}-byte frame limit"
+            )
+        slot_size = size_class(frame_bytes)
+        slot_count = max(1, slot_count)
+        nbytes = slot_size * slot_count
+        if self.used_bytes + nbytes > self.session_bytes:
+            # Fewer slots is better than none: shrink the count before refusing.
+            slot_count = (self.session_bytes - self.used_bytes) // slot_size
+            if slot_count < 1:
+                raise MemoryLimitExceeded(
+                    f"a {slot_size}-byte slot would exceed this session's limit of {self.session_bytes} "
+                    f"bytes ({self.used_bytes} in use)"
+                )
+            nbytes = slot_size * slot_count
+        self.budget.reserve(nbytes)
+        try:
+            segment = Segment.create(self._next_id, slot_size, slot_count)
+        except BaseException:
+            self.budget.release(nbytes)
+            raise
+        self.segments[segment.id] = segment
+        self._lent[segment.id] = set()
+        self._next_id += 1
+        self.used_bytes += nbytes
+        return segment
+
+    def segment(self, segment_id: int) -> Segment:
+        try:
+            return self.segments[segment_id]
+        except KeyError:
+            raise InvalidRequest(f"segment {segment_id} does not exist", code=ErrorCode.BAD_SLOT) from None
+
+    def lend(self, segment_id: int, slot: int) -> None:
+        segment = self.segment(segment_id)
+        if not 0 <= slot < segment.slot_count:
+            raise InvalidRequest(f"slot {slot} does not exist in segment {segment_id}", code=ErrorCode.BAD_SLOT)
+        lent = self._lent[segment_id]
+        if slot in lent:
+            raise InvalidRequest(f"slot {slot} of segment {segment_id} is already lent",
+                                 code=ErrorCode.SLOT_IN_USE)  # fmt: skip
+        lent.add(slot)
+
+    def give_back(self, segment_id: int, slot: int) -> None:
+        lent = self._lent.get(segment_id)
+        if lent is not None:
+            lent.discard(slot)
+
+    @property
+    def slots_in_use(self) -> int:
+        return sum(len(lent) for lent in self._lent.values())
+
+    def close(self) -> None:
+        """Unmap every segment and return the bytes to the budget. Call only when no view is alive."""
+        for segment in self.segments.values():
+            segment.close()
+        self.budget.release(self.used_bytes)
+        self.used_bytes = 0
+        self.segments.clear()
+        self._lent.clear()

@@ -1,0 +1,152 @@
+"""One model of a request and a result, shared by every transport.
+
+The session server, every HTTP endpoint and both clients turn their input into ``OcrOptions`` plus a
+pixel array, and every engine answers with lines that become one ``OcrResult``. Coordinates are
+always pixels with a top-left origin, in the coordinates of the full frame (a region of interest
+only limits where the engine looks).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .errors import ErrorCode, InvalidRequest
+
+
+class PixelFormat(enum.StrEnum):
+    """Channel order of the pixels. The number of channels follows from it."""
+
+    GRAY = "gray"
+    RGB = "rgb"
+    BGR = "bgr"
+    RGBA = "rgba"
+    BGRA = "bgra"
+
+    @property
+    def channels(self) -> int:
+        return _CHANNELS[self]
+
+    @classmethod
+    def default_for(cls, channels: int) -> PixelFormat:
+        """RGB-family default for an array with that many channels."""
+        try:
+            return {1: cls.GRAY, 3: cls.RGB, 4: cls.RGBA}[channels]
+        except KeyError:
+            raise InvalidRequest(
+                f"an image has 1, 3 or 4 channels, not {channels}", code=ErrorCode.BAD_DIMENSIONS
+            ) from None
+
+
+_CHANNELS = {
+    PixelFormat.GRAY: 1,
+    PixelFormat.RGB: 3,
+    PixelFormat.BGR: 3,
+    PixelFormat.RGBA: 4,
+    PixelFormat.BGRA: 4,
+}
+
+
+class Roi(BaseModel):
+    """A region of interest, in pixels, top-left origin."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    x: int = Field(ge=0)
+    y: int = Field(ge=0)
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+
+    @classmethod
+    def parse(cls, text: str) -> Roi:
+        """Parse ``"x,y,w,h"`` as written on a command line or in a query string."""
+        try:
+            x, y, w, h = (int(part) for part in text.split(","))
+        except ValueError:
+            raise InvalidRequest(f"a region is x,y,width,height, not {text!r}") from None
+        return cls(x=x, y=y, width=w, height=h)
+
+    def check_inside(self, height: int, width: int) -> None:
+        if self.x + self.width > width or self.y + self.height > height:
+            raise InvalidRequest(
+                f"region {self.x},{self.y},{self.width},{self.height} lies outside the "
+                f"{width}x{height} image",
+                code=ErrorCode.OUT_OF_BOUNDS,
+            )
+
+
+class OcrOptions(BaseModel):
+    """What a caller may ask of an engine. Unknown fields are an error, never ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    recognition_level: Literal["accurate", "fast"] = "accurate"
+    languages: tuple[str, ...] = ("en-US",)
+    custom_words: tuple[str, ...] = ()
+    minimum_text_height: float = Field(default=0.03125, ge=0.0, le=1.0)
+    roi: Roi | None = None
+
+    @field_validator("languages", "custom_words", mode="before")
+    @classmethod
+    def _accept_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part for part in value.split(",") if part)
+        return value
+
+
+DEFAULT_OPTIONS = OcrOptions()
+
+
+class Box(BaseModel):
+    """Axis-aligned box in pixels, top-left origin."""
+
+    model_config = ConfigDict(frozen=True)
+
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+class TextLine(BaseModel):
+    """One recognised line of text."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    confidence: float
+    box: Box
+    quad: tuple[tuple[float, float], ...] = Field(
+        description="Corners clockwise from top-left, in pixels, top-left origin."
+    )
+
+
+class Timings(BaseModel):
+    """Where the service spent the time, in milliseconds."""
+
+    queue_ms: float = 0.0
+    engine_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+class OcrResult(BaseModel):
+    """The answer to one OCR request, whatever transport carried it."""
+
+    request_id: str | None = None
+    text: str = ""
+    lines: list[TextLine] = Field(default_factory=list)
+    confidence: float = 0.0
+    engine: str = ""
+    width: int = 0
+    height: int = 0
+    timings: Timings = Field(default_factory=Timings)
+    warnings: list[str] = Field(default_factory=list)
+    checksum: str | None = Field(
+        default=None, description="Set by the null engine: CRC-32 of the pixels it read, as hex."
+    )
+
+    @property
+    def processing_time_ms(self) -> float:
+        return self.timings.total_ms

@@ -1,0 +1,410 @@
+"""The session wire protocol, sans I/O: bytes in, frozen events out; events in, bytes out.
+
+Nothing here touches a socket, so the session server, both clients and the fuzz tests share it and it is
+tested without one. ``docs/protocol.md`` is the normative description; this module implements it.
+
+Every frame is a 20-byte little-endian header followed by ``length`` body bytes::
+
+    0      4        5         6      8            16         20
+    ├magic─┼version─┼type─────┼flags─┼request_id──┼length────┼ body ...
+    "SHMB"   u8 = 1   u8        u16    u64          u32
+
+The one hot-path body, OCR_REQUEST, is a fixed struct naming the pixels (never the pixels themselves)
+followed by optional UTF-8 JSON options. Every other body is UTF-8 JSON (orjson).
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .errors import ErrorCode, ProtocolError
+
+MAGIC = b"SHMB"
+VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+HEADER = struct.Struct("<4sBBHQI")
+HEADER_SIZE = HEADER.size  # 20
+DEFAULT_MAX_BODY = 1 << 20
+
+#: OCR_REQUEST fixed part: segment, slot, offset, height, width, channels, dtype, pixel format,
+#: reserved, row pitch, roi x, y, width, height (roi width 0 = whole image).
+OCR_STRUCT = struct.Struct("<IIQIIBBBBQIIII")
+
+FLAG_HAS_FD = 0x0001  # exactly one file descriptor travels with this frame (SCM_RIGHTS)
+
+
+class FrameType(enum.IntEnum):
+    HELLO = 1
+    WELCOME = 2
+    ALLOC = 3
+    SEGMENT = 4
+    OCR_REQUEST = 5
+    RESULT = 6
+    ERROR = 7
+    BYE = 8
+
+
+class DType(enum.IntEnum):
+    UINT8 = 1
+
+
+#: Pixel format codes on the wire, and their names in ``models.PixelFormat``.
+PIXEL_FORMATS: dict[int, str] = {0: "gray", 1: "rgb", 2: "bgr", 3: "rgba", 4: "bgra"}
+PIXEL_FORMAT_CODES: dict[str, int] = {name: code for code, name in PIXEL_FORMATS.items()}
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """Client → server, first frame: the versions the client speaks."""
+
+    request_id: int = 0
+    versions: tuple[int, ...] = SUPPORTED_VERSIONS
+    client: str = "shmbridge"
+    pid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """Server → client: the chosen version, the session's limits and the engine."""
+
+    request_id: int
+    version: int
+    session_id: str
+    limits: dict[str, Any] = field(default_factory=dict)
+    engine: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Alloc:
+    """Client → server: please create a segment of ``slots`` slots for frames of ``frame_bytes``."""
+
+    request_id: int
+    frame_bytes: int
+    slots: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentGranted:
+    """Server → client, with one fd attached: the segment to map read-write."""
+
+    request_id: int
+    segment: int
+    slot_size: int
+    slot_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class OcrRequest:
+    """Client → server: OCR the pixels at ``offset`` in ``slot`` of ``segment``."""
+
+    request_id: int
+    segment: int
+    slot: int
+    offset: int
+    height: int
+    width: int
+    channels: int
+    pixel_format: str
+    pitch: int
+    roi: tuple[int, int, int, int] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    dtype: int = DType.UINT8
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """Server → client: the OCR result as the JSON form of ``models.OcrResult``."""
+
+    request_id: int
+    result: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """Either direction: a stable error code and a message. ``request_id`` 0 concerns the connection."""
+
+    request_id: int
+    code: int
+    message: str
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Bye:
+    """Either direction: I am closing; no more frames follow."""
+
+    request_id: int = 0
+    reason: str = ""
+
+
+Event = Hello | Welcome | Alloc | SegmentGranted | OcrRequest | Result | Error | Bye
+
+_TYPE_OF: dict[type, FrameType] = {
+    Hello: FrameType.HELLO,
+    Welcome: FrameType.WELCOME,
+    Alloc: FrameType.ALLOC,
+    SegmentGranted: FrameType.SEGMENT,
+    OcrRequest: FrameType.OCR_REQUEST,
+    Result: FrameType.RESULT,
+    Error: FrameType.ERROR,
+    Bye: FrameType.BYE,
+}
+
+
+# -- encoding ----------------------------------------------------------------------------------
+
+
+def encode(event: Event) -> bytes:
+    """The bytes of one frame for ``event``."""
+    frame_type = _TYPE_OF[type(event)]
+    flags = 0
+    if isinstance(event, OcrRequest):
+        body = _encode_ocr(event)
+    else:
+        body = orjson.dumps(_json_body(event))
+        if isinstance(event, SegmentGranted):
+            flags |= FLAG_HAS_FD
+    return HEADER.pack(MAGIC, VERSION, frame_type, flags, event.request_id, len(body)) + body
+
+
+def _encode_ocr(event: OcrRequest) -> bytes:
+    roi = event.roi or (0, 0, 0, 0)
+    fixed = OCR_STRUCT.pack(
+        event.segment,
+        event.slot,
+        event.offset,
+        event.height,
+        event.width,
+        event.channels,
+        event.dtype,
+        PIXEL_FORMAT_CODES[event.pixel_format],
+        0,
+        event.pitch,
+        *roi,
+    )
+    return fixed + orjson.dumps(event.options) if event.options else fixed
+
+
+def _json_body(event: Event) -> dict[str, Any]:
+    if isinstance(event, Hello):
+        return {"versions": list(event.versions), "client": event.client, "pid": event.pid}
+    if isinstance(event, Welcome):
+        return {"version": event.version, "session_id": event.session_id, "limits": event.limits,
+                "engine": event.engine}  # fmt: skip
+    if isinstance(event, Alloc):
+        return {"frame_bytes": event.frame_bytes, "slots": event.slots}
+    if isinstance(event, SegmentGranted):
+        return {"segment": event.segment, "slot_size": event.slot_size, "slot_count": event.slot_count}
+    if isinstance(event, Result):
+        return event.result
+    if isinstance(event, Error):
+        body: dict[str, Any] = {"code": event.code, "message": event.message}
+        try:
+            body["name"] = ErrorCode(event.code).name
+        except ValueError:
+            pass
+        if event.retry_after is not None:
+            body["retry_after"] = event.retry_after
+        return body
+    if isinstance(event, Bye):
+        return {"reason": event.reason}
+    raise TypeError(f"not an event: {event!r}")  # pragma: no cover
+
+
+# -- decoding ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RawFrame:
+    frame_type: int
+    flags: int
+    request_id: int
+    body: bytes
+
+
+class FrameDecoder:
+    """Splits a byte stream into frames. Feed it with ``receive_data``; pull with ``next_frame``.
+
+    It raises ``ProtocolError`` with a stable code as soon as a header is wrong, before reading a body,
+    so a peer announcing a 4 GiB body costs nothing.
+    """
+
+    def __init__(self, max_body: int = DEFAULT_MAX_BODY) -> None:
+        self.max_body = max_body
+        self._buffer = bytearray()
+        self._eof = False
+
+    def receive_data(self, data: bytes) -> None:
+        """Append bytes; ``b""`` means the peer closed its side."""
+        if data:
+            self._buffer += data
+        else:
+            self._eof = True
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def next_frame(self) -> RawFrame | None:
+        """The next whole frame, or ``None`` if more bytes are needed."""
+        buffer = self._buffer
+        if len(buffer) < HEADER_SIZE:
+            if self._eof and buffer:
+                raise ProtocolError(f"connection closed inside a frame header ({len(buffer)} bytes)",
+                                    code=ErrorCode.TRUNCATED)  # fmt: skip
+            return None
+        magic, version, frame_type, flags, request_id, length = HEADER.unpack_from(buffer)
+        if magic != MAGIC:
+            raise ProtocolError(f"bad magic {bytes(magic)!r}; expected {MAGIC!r}", code=ErrorCode.BAD_MAGIC)
+        if version not in SUPPORTED_VERSIONS:
+            raise ProtocolError(f"protocol version {version} is not supported (supported: "
+                                f"{list(SUPPORTED_VERSIONS)})", code=ErrorCode.BAD_VERSION)  # fmt: skip
+        if length > self.max_body:
+            raise ProtocolError(f"frame body of {length} bytes exceeds the limit of {self.max_body}",
+                                code=ErrorCode.FRAME_TOO_LARGE)  # fmt: skip
+        end = HEADER_SIZE + length
+        if len(buffer) < end:
+            if self._eof:
+                raise ProtocolError(f"connection closed inside a {length}-byte frame body",
+                                    code=ErrorCode.TRUNCATED)  # fmt: skip
+            return None
+        body = bytes(buffer[HEADER_SIZE:end])
+        del buffer[:end]
+        return RawFrame(frame_type, flags, request_id, body)
+
+
+def decode_event(frame: RawFrame) -> Event:
+    """Turn a raw frame into its event; ``ProtocolError`` if the body does not fit the type."""
+    try:
+        frame_type = FrameType(frame.frame_type)
+    except ValueError:
+        raise ProtocolError(f"unknown frame type {frame.frame_type}", code=ErrorCode.UNKNOWN_FRAME_TYPE) from None
+    rid = frame.request_id
+    if frame_type is FrameType.OCR_REQUEST:
+        return _decode_ocr(rid, frame.body)
+    body = _json(frame.body)
+    try:
+        if frame_type is FrameType.HELLO:
+            versions = tuple(int(v) for v in body["versions"])
+            return Hello(rid, versions, str(body.get("client", "")), int(body.get("pid", 0)))
+        if frame_type is FrameType.WELCOME:
+            return Welcome(rid, int(body["version"]), str(body["session_id"]), dict(body.get("limits", {})),
+                           dict(body.get("engine", {})))  # fmt: skip
+        if frame_type is FrameType.ALLOC:
+            return Alloc(rid, _int(body["frame_bytes"]), _int(body.get("slots", 1)))
+        if frame_type is FrameType.SEGMENT:
+            if not frame.flags & FLAG_HAS_FD:
+                raise ProtocolError("SEGMENT frame without a file descriptor", code=ErrorCode.MALFORMED)
+            return SegmentGranted(rid, _int(body["segment"]), _int(body["slot_size"]), _int(body["slot_count"]))
+        if frame_type is FrameType.RESULT:
+            return Result(rid, body)
+        if frame_type is FrameType.ERROR:
+            retry = body.get("retry_after")
+            return Error(rid, int(body["code"]), str(body.get("message", "")),
+                         float(retry) if retry is not None else None)  # fmt: skip
+        return Bye(rid, str(body.get("reason", "")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"malformed {frame_type.name} body: {exc!r}", code=ErrorCode.MALFORMED) from None
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    if not body:
+        return {}
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(f"body is not JSON: {exc}", code=ErrorCode.MALFORMED) from None
+    if not isinstance(value, dict):
+        raise ProtocolError("body must be a JSON object", code=ErrorCode.MALFORMED)
+    return value
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{value!r} is not an integer")
+    return value
+
+
+def _decode_ocr(rid: int, body: bytes) -> OcrRequest:
+    if len(body) < OCR_STRUCT.size:
+        raise ProtocolError(f"OCR_REQUEST body is {len(body)} bytes; at least {OCR_STRUCT.size} expected",
+                            code=ErrorCode.TRUNCATED)  # fmt: skip
+    (segment, slot, offset, height, width, channels, dtype, fmt_code, _reserved, pitch,
+     rx, ry, rw, rh) = OCR_STRUCT.unpack_from(body)  # fmt: skip
+    if dtype != DType.UINT8:
+        raise ProtocolError(f"dtype code {dtype} is not supported (1 = uint8)", code=ErrorCode.SHAPE_MISMATCH)
+    pixel_format = PIXEL_FORMATS.get(fmt_code)
+    if pixel_format is None:
+        raise ProtocolError(f"pixel format code {fmt_code} is unknown", code=ErrorCode.SHAPE_MISMATCH)
+    options = _json(body[OCR_STRUCT.size :]) if len(body) > OCR_STRUCT.size else {}
+    roi = (rx, ry, rw, rh) if rw else None
+    return OcrRequest(rid, segment, slot, offset, height, width, channels, pixel_format, pitch, roi, options,
+                      dtype)  # fmt: skip
+
+
+# -- the state table ----------------------------------------------------------------------------
+
+
+class State(enum.Enum):
+    AWAIT_HELLO = "await_hello"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+# What the client may send in each state. The server answers HELLO with WELCOME (or ERROR + close);
+# after that any number of ALLOC and OCR_REQUEST frames may be in flight, each answered by exactly one
+# SEGMENT/RESULT or ERROR with the same request id, in any order. BYE from either side ends the session.
+CLIENT_MAY_SEND: dict[State, frozenset[type]] = {
+    State.AWAIT_HELLO: frozenset({Hello, Bye}),
+    State.READY: frozenset({Alloc, OcrRequest, Bye}),
+    State.CLOSED: frozenset(),
+}
+
+
+class ServerConnection:
+    """The server's view of one session: decodes client frames and enforces the state table."""
+
+    def __init__(self, max_body: int = DEFAULT_MAX_BODY) -> None:
+        self.decoder = FrameDecoder(max_body)
+        self.state = State.AWAIT_HELLO
+
+    def receive_data(self, data: bytes) -> None:
+        self.decoder.receive_data(data)
+
+    def next_event(self) -> Event | None:
+        """The next client event, ``None`` if more bytes are needed; ``ProtocolError`` on any violation."""
+        frame = self.decoder.next_frame()
+        if frame is None:
+            return None
+        event = decode_event(frame)
+        allowed = CLIENT_MAY_SEND[self.state]
+        if type(event) not in allowed:
+            raise ProtocolError(
+                f"{type(event).__name__} is not allowed in state {self.state.value}"
+                + (" (send HELLO first)" if self.state is State.AWAIT_HELLO else ""),
+                code=ErrorCode.UNEXPECTED_FRAME,
+            )
+        if isinstance(event, Bye):
+            self.state = State.CLOSED
+        return event
+
+    def welcomed(self) -> None:
+        """Call after sending WELCOME: requests may flow from now on."""
+        self.state = State.READY
+
+
+def negotiate(client_versions: tuple[int, ...]) -> int:
+    """The highest version both sides speak; ``ProtocolError(BAD_VERSION)`` if none."""
+    common = set(client_versions) & set(SUPPORTED_VERSIONS)
+    if not common:
+        raise ProtocolError(f"no common protocol version: client speaks {list(client_versions)}, "
+                            f"service speaks {list(SUPPORTED_VERSIONS)}", code=ErrorCode.BAD_VERSION)  # fmt: skip
+    return max(common)

@@ -1,0 +1,310 @@
+"""The service core: admission, the engine pool, timeouts and metrics, shared by every transport.
+
+A transport hands ``ServiceCore.process`` a pixel view, its format, options and a mode label, and gets an
+``OcrResult`` or a typed error. The core never knows where the pixels live. Rules it keeps:
+
+- at most ``in_flight_limit`` requests run at once; at most ``queue_size`` wait; more get ``Busy``;
+- every wait is bounded (``request_timeout`` for admission, ``engine_timeout`` for the engine);
+- an engine timeout answers the caller at once, but the pixels stay borrowed until the engine thread
+  really returns: ``on_release`` is called only then, so a transport never unmaps memory under a
+  running engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ..config import ServiceConfig
+from ..engines import Engine, EngineOutput, create_engine
+from ..engines.pixels import convert, crop, validate_image
+from ..engines.results import reading_order, shift_lines
+from ..errors import (
+    Busy,
+    EngineError,
+    EngineTimeout,
+    ErrorCode,
+    FrameTooLarge,
+    RequestTimeout,
+    ServiceUnavailable,
+    ShmBridgeError,
+)
+from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat, Timings
+from .metrics import Metrics
+
+log = logging.getLogger("shmbridge.core")
+
+
+class EnginePool:
+    """``size`` engine instances, each lent to one worker thread at a time.
+
+    One instance per worker keeps engines free of locks and keeps per-call state from leaking between
+    requests. Non-blocking engines (null) are called inline on the event loop.
+    """
+
+    def __init__(self, name: str, options: dict[str, Any], size: int) -> None:
+        self.name = name
+        self._instances: queue.SimpleQueue[Engine] = queue.SimpleQueue()
+        self._all: list[Engine] = []
+        try:
+            for _ in range(size):
+                engine = create_engine(name, **options)
+                self._all.append(engine)
+                self._instances.put(engine)
+        except BaseException:
+            self.close()
+            raise
+        self.size = size
+        self.executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"engine-{name}")
+        self.blocking = any(engine.blocking for engine in self._all)
+        self.native_formats = self._all[0].native_formats
+        self.accepts_strides = self._all[0].accepts_strides
+
+    def capabilities(self) -> dict[str, Any]:
+        return self._all[0].capabilities()
+
+    def warm_up(self) -> None:
+        """Warm every instance (in parallel on the pool) so no first request pays the model load."""
+        futures = [self.executor.submit(engine.warm_up) for engine in self._all]
+        for future in futures:
+            future.result()
+
+    def run_sync(self, image: np.ndarray, fmt: PixelFormat, options: OcrOptions) -> tuple[EngineOutput, float]:
+        engine = self._instances.get()
+        try:
+            started = time.perf_counter()
+            output = engine.recognize(image, fmt, options)
+            return output, time.perf_counter() - started
+        finally:
+            self._instances.put(engine)
+
+    def close(self) -> None:
+        executor = getattr(self, "executor", None)
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+        for engine in self._all:
+            try:
+                engine.close()
+            except Exception:  # pragma: no cover - best effort at shutdown
+                log.exception("engine close failed")
+        self._all.clear()
+
+
+class ServiceCore:
+    """Admission, engine execution and metrics for every transport."""
+
+    def __init__(self, config: ServiceConfig, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.pool = EnginePool(config.engine, config.engine_options, config.engine_workers)
+        self._slots = asyncio.Semaphore(config.in_flight_limit)
+        self._waiting = 0
+        self._in_flight = 0
+        self._accepting = True
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.started_at = time.time()
+        self.last_error: str | None = None
+        self.ready = False
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.config.warm_up:
+            await asyncio.get_running_loop().run_in_executor(None, self.pool.warm_up)
+        self.ready = True
+
+    def stop_accepting(self) -> None:
+        self._accepting = False
+        self.ready = False
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until nothing is in flight; False if ``timeout`` passed first."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def queued(self) -> int:
+        return self._waiting
+
+    # -- the one entry point -----------------------------------------------------------------------
+
+    def check_frame_size(self, height: int, width: int, channels: int) -> None:
+        """Reject frames over the configured pixel or byte limits before touching them."""
+        pixels = height * width
+        if pixels > self.config.max_pixels:
+            raise FrameTooLarge(f"{width}x{height} is {pixels} pixels; the limit is {self.config.max_pixels}")
+        if pixels * channels > self.config.max_frame_bytes:
+            raise FrameTooLarge(
+                f"{width}x{height}x{channels} is {pixels * channels} bytes; "
+                f"the limit is {self.config.max_frame_bytes}"
+            )
+
+    async def process(
+        self,
+        image: np.ndarray,
+        pixel_format: PixelFormat,
+        options: OcrOptions = DEFAULT_OPTIONS,
+        *,
+        mode: str,
+        request_id: str | None = None,
+        received_bytes: int | None = None,
+        on_release: Callable[[], None] | None = None,
+    ) -> OcrResult:
+        """OCR ``image`` and return the shared result model; raise a ``ShmBridgeError`` otherwise.
+
+        ``on_release`` is called exactly once, when no engine thread can touch ``image`` any more.
+        """
+        started = time.perf_counter()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released and on_release is not None:
+                released = True
+                on_release()
+
+        try:
+            validate_image(image, pixel_format)
+            self.check_frame_size(image.shape[0], image.shape[1], pixel_format.channels)
+            view = crop(image, options.roi)
+            native, native_format, copied = convert(
+                view, pixel_format, self.pool.native_formats, self.pool.accepts_strides
+            )
+            queue_s = await self._admit(started)
+            try:
+                output, engine_s = await self._run_engine(native, native_format, options, release)
+            finally:
+                self._leave()
+            release()
+            total_s = time.perf_counter() - started
+            result = self._assemble(output, options, request_id, image, queue_s, engine_s, total_s)
+            self.metrics.observe(
+                mode,
+                "ok",
+                queue_s=queue_s,
+                engine_s=engine_s,
+                total_s=total_s,
+                received=image.nbytes if received_bytes is None else received_bytes,
+                copied=copied,
+            )
+            return result
+        except ShmBridgeError as exc:
+            if not isinstance(exc, EngineTimeout):  # a timed-out engine thread releases when it ends
+                release()
+            self.metrics.observe(mode, exc.code.name.lower())
+            if not isinstance(exc, Busy) and exc.http_status >= 500:
+                self.last_error = f"{exc.code.name}: {exc.message}"
+            raise
+        except Exception as exc:
+            release()
+            self.metrics.observe(mode, "engine_failed")
+            self.last_error = f"ENGINE_FAILED: {exc!r}"
+            log.exception("engine failed on request %s", request_id)
+            raise EngineError(f"engine {self.pool.name} failed: {exc}") from exc
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    async def _admit(self, started: float) -> float:
+        if not self._accepting:
+            raise ServiceUnavailable("the service is shutting down", code=ErrorCode.SHUTTING_DOWN)
+        if self._slots.locked():
+            if self._waiting >= self.config.queue_size:
+                raise Busy(
+                    f"{self._in_flight} requests in flight and {self._waiting} queued; try again later",
+                    retry_after=self.config.retry_after,
+                )
+            self._waiting += 1
+            self.metrics.queued.set(self._waiting)
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self.config.request_timeout)
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"no engine became free within {self.config.request_timeout}s"
+                ) from None
+            finally:
+                self._waiting -= 1
+                self.metrics.queued.set(self._waiting)
+        else:
+            await self._slots.acquire()
+        self._in_flight += 1
+        self._idle.clear()
+        self.metrics.in_flight.set(self._in_flight)
+        return time.perf_counter() - started
+
+    def _leave(self) -> None:
+        self._slots.release()
+        self._in_flight -= 1
+        self.metrics.in_flight.set(self._in_flight)
+        if self._in_flight == 0:
+            self._idle.set()
+
+    async def _run_engine(
+        self,
+        image: np.ndarray,
+        fmt: PixelFormat,
+        options: OcrOptions,
+        release: Callable[[], None],
+    ) -> tuple[EngineOutput, float]:
+        """Run the engine; on timeout or cancellation, hand ``release`` to the still-running thread."""
+        if not self.pool.blocking:
+            return self.pool.run_sync(image, fmt, options)
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.pool.executor, self.pool.run_sync, image, fmt, options)
+        try:
+            output, engine_s = await asyncio.wait_for(asyncio.shield(future), self.config.engine_timeout)
+        except TimeoutError:
+            # The thread cannot be stopped: answer now, release the pixels when it really ends.
+            future.add_done_callback(lambda _f: release())
+            raise EngineTimeout(
+                f"engine {self.pool.name} took longer than {self.config.engine_timeout}s"
+            ) from None
+        except asyncio.CancelledError:
+            future.add_done_callback(lambda _f: release())
+            raise
+        return output, engine_s
+
+    def _assemble(
+        self,
+        output: EngineOutput,
+        options: OcrOptions,
+        request_id: str | None,
+        image: np.ndarray,
+        queue_s: float,
+        engine_s: float,
+        total_s: float,
+    ) -> OcrResult:
+        lines = output.lines
+        if options.roi is not None and lines:
+            lines = shift_lines(lines, options.roi.x, options.roi.y)
+        lines = reading_order(lines) if lines else []
+        confidence = sum(line.confidence for line in lines) / len(lines) if lines else 0.0
+        return OcrResult(
+            request_id=request_id,
+            text="\n".join(line.text for line in lines),
+            lines=lines,
+            confidence=confidence,
+            engine=self.pool.name,
+            width=int(image.shape[1]),
+            height=int(image.shape[0]),
+            timings=Timings(queue_ms=queue_s * 1e3, engine_ms=engine_s * 1e3, total_ms=total_s * 1e3),
+            warnings=output.warnings,
+            checksum=output.checksum,
+        )
