@@ -100,8 +100,12 @@ class RequestTimeout(TransportError):
 
 
 class ProtocolError(ShmBridgeError):
+    """A frame broke the wire format. ``request_id`` is set when the frame was read whole and only its
+    body was wrong: the session can answer that request and go on. Without it the stream is lost."""
+
     code = ErrorCode.MALFORMED
     http_status = 400
+    request_id: int | None = None
 
 
 class InvalidRequest(ShmBridgeError):

@@ -155,9 +155,7 @@ class Segment:
         start = slot * self.slot_size
         return self._buffer[start : start + self.slot_size]
 
-    def image_view(
-        self, slot: int, offset: int, height: int, width: int, channels: int, pitch: int
-    ) -> np.ndarray:
+    def image_view(self, slot: int, offset: int, height: int, width: int, channels: int, pitch: int) -> np.ndarray:
         """A (read-only on the service) H×W(×C) view of pixels in ``slot``; validates every bound first."""
         check_image_bounds(self.slot_count, self.slot_size, slot, offset, height, width, channels, pitch)
         start = slot * self.slot_size + offset
@@ -202,9 +200,7 @@ def check_image_bounds(
                              code=ErrorCode.SHAPE_MISMATCH)  # fmt: skip
     end = offset + (height - 1) * pitch + row  # Python ints: no overflow; inputs bounded above
     if end > slot_size:
-        raise InvalidRequest(
-            f"image ends at byte {end} of a {slot_size}-byte slot", code=ErrorCode.OUT_OF_BOUNDS
-        )
+        raise InvalidRequest(f"image ends at byte {end} of a {slot_size}-byte slot", code=ErrorCode.OUT_OF_BOUNDS)
 
 
 # -- limits --------------------------------------------------------------------------------------
@@ -271,9 +267,7 @@ class SessionMemory:
             raise InvalidRequest(f"a segment for {frame_bytes}-byte frames makes no sense",
                                  code=ErrorCode.BAD_DIMENSIONS)  # fmt: skip
         if frame_bytes > self.max_frame_bytes:
-            raise MemoryLimitExceeded(
-                f"a {frame_bytes}-byte frame exceeds the {self.max_frame_bytes}-byte frame limit"
-            )
+            raise MemoryLimitExceeded(f"a {frame_bytes}-byte frame exceeds the {self.max_frame_bytes}-byte frame limit")
         slot_size = size_class(frame_bytes)
         slot_count = max(1, slot_count)
         nbytes = slot_size * slot_count

@@ -71,8 +71,7 @@ class Roi(BaseModel):
     def check_inside(self, height: int, width: int) -> None:
         if self.x + self.width > width or self.y + self.height > height:
             raise InvalidRequest(
-                f"region {self.x},{self.y},{self.width},{self.height} lies outside the "
-                f"{width}x{height} image",
+                f"region {self.x},{self.y},{self.width},{self.height} lies outside the {width}x{height} image",
                 code=ErrorCode.OUT_OF_BOUNDS,
             )
 

@@ -15,6 +15,7 @@ followed by optional UTF-8 JSON options. Every other body is UTF-8 JSON (orjson)
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import struct
 from dataclasses import dataclass, field
@@ -207,10 +208,8 @@ def _json_body(event: Event) -> dict[str, Any]:
         return event.result
     if isinstance(event, Error):
         body: dict[str, Any] = {"code": event.code, "message": event.message}
-        try:
+        with contextlib.suppress(ValueError):
             body["name"] = ErrorCode(event.code).name
-        except ValueError:
-            pass
         if event.retry_after is not None:
             body["retry_after"] = event.retry_after
         return body
@@ -384,7 +383,12 @@ class ServerConnection:
         frame = self.decoder.next_frame()
         if frame is None:
             return None
-        event = decode_event(frame)
+        try:
+            event = decode_event(frame)
+        except ProtocolError as exc:
+            if self.state is State.READY:
+                exc.request_id = frame.request_id  # the frame was read whole: the session survives
+            raise
         allowed = CLIENT_MAY_SEND[self.state]
         if type(event) not in allowed:
             raise ProtocolError(

@@ -84,7 +84,7 @@ def _convert_pixels(image: np.ndarray, source: PixelFormat, target: PixelFormat)
     if source is PixelFormat.GRAY:
         channels = np.repeat(image[:, :, None], 3, axis=2)
         if target.channels == 4:
-            alpha = np.full(image.shape + (1,), 255, dtype=np.uint8)
+            alpha = np.full((*image.shape, 1), 255, dtype=np.uint8)
             return np.concatenate([channels, alpha], axis=2)
         return channels
     order = _ORDER[source]
@@ -93,7 +93,7 @@ def _convert_pixels(image: np.ndarray, source: PixelFormat, target: PixelFormat)
         return (image[:, :, :3] @ weights).clip(0, 255).astype(np.uint8)
     wanted = _ORDER[target]
     index = [order.index(c) for c in wanted[:3]]
-    out = np.empty(image.shape[:2] + (len(wanted),), dtype=np.uint8)
+    out = np.empty((*image.shape[:2], len(wanted)), dtype=np.uint8)
     out[:, :, :3] = image[:, :, index]
     if len(wanted) == 4:
         out[:, :, 3] = image[:, :, 3] if len(order) == 4 else 255

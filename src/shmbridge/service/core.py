@@ -153,8 +153,7 @@ class ServiceCore:
             raise FrameTooLarge(f"{width}x{height} is {pixels} pixels; the limit is {self.config.max_pixels}")
         if pixels * channels > self.config.max_frame_bytes:
             raise FrameTooLarge(
-                f"{width}x{height}x{channels} is {pixels * channels} bytes; "
-                f"the limit is {self.config.max_frame_bytes}"
+                f"{width}x{height}x{channels} is {pixels * channels} bytes; the limit is {self.config.max_frame_bytes}"
             )
 
     async def process(
@@ -236,9 +235,7 @@ class ServiceCore:
             try:
                 await asyncio.wait_for(self._slots.acquire(), self.config.request_timeout)
             except TimeoutError:
-                raise RequestTimeout(
-                    f"no engine became free within {self.config.request_timeout}s"
-                ) from None
+                raise RequestTimeout(f"no engine became free within {self.config.request_timeout}s") from None
             finally:
                 self._waiting -= 1
                 self.metrics.queued.set(self._waiting)
@@ -273,9 +270,7 @@ class ServiceCore:
         except TimeoutError:
             # The thread cannot be stopped: answer now, release the pixels when it really ends.
             future.add_done_callback(lambda _f: release())
-            raise EngineTimeout(
-                f"engine {self.pool.name} took longer than {self.config.engine_timeout}s"
-            ) from None
+            raise EngineTimeout(f"engine {self.pool.name} took longer than {self.config.engine_timeout}s") from None
         except asyncio.CancelledError:
             future.add_done_callback(lambda _f: release())
             raise

@@ -85,6 +85,19 @@ class Metrics:
             "shmbridge_zero_copy_ratio", "Share of requests served without copying pixels", registry=reg
         )
         self._zero_copy_ratio.set_function(self.zero_copy_ratio)
+        # Label lookups cost microseconds each: resolve every mode's children once.
+        self._per_mode = {
+            mode: (
+                self.queue_seconds.labels(mode),
+                self.engine_seconds.labels(mode),
+                self.total_seconds.labels(mode),
+                self.bytes_received.labels(mode),
+                self.bytes_copied.labels(mode),
+                self.zero_copy.labels(mode),
+                self.requests.labels(mode, "ok"),
+            )
+            for mode in MODES
+        }
 
     def observe(
         self,
@@ -98,16 +111,19 @@ class Metrics:
         copied: int = 0,
     ) -> None:
         """Record one finished request."""
-        self.requests.labels(mode, outcome).inc()
         if outcome != "ok":
+            self.requests.labels(mode, outcome).inc()
             return
-        self.queue_seconds.labels(mode).observe(queue_s)
-        self.engine_seconds.labels(mode).observe(engine_s)
-        self.total_seconds.labels(mode).observe(total_s)
-        self.bytes_received.labels(mode).inc(received)
-        self.bytes_copied.labels(mode).inc(copied)
-        if copied == 0:
-            self.zero_copy.labels(mode).inc()
+        queue_h, engine_h, total_h, received_c, copied_c, zero_copy_c, ok_c = self._per_mode[mode]
+        ok_c.inc()
+        queue_h.observe(queue_s)
+        engine_h.observe(engine_s)
+        total_h.observe(total_s)
+        received_c.inc(received)
+        if copied:
+            copied_c.inc(copied)
+        else:
+            zero_copy_c.inc()
         self.windows[mode].add(total_s)
 
     def counter_total(self, counter: Counter, **labels: str) -> float:

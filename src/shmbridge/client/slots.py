@@ -1,0 +1,194 @@
+"""Client-side bookkeeping for a session, without I/O: request ids, segments, slot leases and replies.
+
+``SessionState`` is shared by the blocking and the asyncio session clients, which differ only in how
+they wait. It owns the segments the service granted (mapped read-write), a free list per size class, and
+the decoding of the service's frames (fds that arrive with SEGMENT frames are matched here).
+
+Who owns a slot, at any moment, is exactly one of: the free list, a caller (a ``SlotLease``), or the
+service (from submit to reply). A slot whose request timed out stays with the service until its late
+reply arrives, so the client never writes into pixels the service may still be reading.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import protocol as p
+from ..errors import ErrorCode, ProtocolError, UsageError, error_from_code
+from ..memory import Segment, size_class
+from ..models import OcrOptions, OcrResult, PixelFormat
+
+#: Results are small, but a page of dense text with boxes can reach a few hundred KiB.
+MAX_REPLY_BODY = 64 * 1024 * 1024
+
+
+@dataclass(eq=False)
+class SlotLease:
+    """One slot lent to the caller. ``array`` is a writable view of the slot's first bytes.
+
+    Write pixels into ``array`` (or into ``frame(...)``) and submit the lease: nothing is copied.
+    """
+
+    segment: Segment
+    slot: int
+    buffer: np.ndarray = field(repr=False)
+    array: np.ndarray | None = field(default=None, repr=False)
+    pixel_format: PixelFormat = PixelFormat.RGB
+    released: bool = False
+
+    @property
+    def capacity(self) -> int:
+        return self.segment.slot_size
+
+    def frame(self, height: int, width: int, channels: int = 3) -> np.ndarray:
+        """A writable H×W(×C) uint8 view at the start of the slot (contiguous rows)."""
+        needed = height * width * channels
+        if needed > self.capacity:
+            raise UsageError(f"a {width}x{height}x{channels} frame needs {needed} bytes; the slot holds "
+                             f"{self.capacity}")  # fmt: skip
+        shape = (height, width) if channels == 1 else (height, width, channels)
+        self.array = self.buffer[:needed].reshape(shape)
+        return self.array
+
+
+class SessionState:
+    """Everything a session client knows, with no sockets: encode requests, decode replies, lend slots."""
+
+    def __init__(self, client_name: str = "shmbridge-python") -> None:
+        self._ids = itertools.count(1)
+        self.client_name = client_name
+        self.decoder = p.FrameDecoder(MAX_REPLY_BODY)
+        self.fds: deque[int] = deque()
+        self.segments: dict[int, Segment] = {}
+        self.free: dict[int, deque[tuple[int, int]]] = {}
+        self.welcome: p.Welcome | None = None
+        self.slots_per_segment = 4
+        self.closed = False
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def next_id(self) -> int:
+        return next(self._ids)
+
+    def hello(self) -> tuple[int, bytes]:
+        rid = self.next_id()
+        return rid, p.encode(p.Hello(rid, p.SUPPORTED_VERSIONS, self.client_name, os.getpid()))
+
+    def alloc(self, frame_bytes: int) -> tuple[int, bytes]:
+        rid = self.next_id()
+        return rid, p.encode(p.Alloc(rid, frame_bytes, self.slots_per_segment))
+
+    def ocr_request(
+        self,
+        lease: SlotLease,
+        image: np.ndarray,
+        pixel_format: PixelFormat,
+        options: OcrOptions | None,
+    ) -> tuple[int, bytes]:
+        """The OCR_REQUEST frame naming ``image``, which must lie inside ``lease``'s slot."""
+        offset = _offset_in(lease, image)
+        height, width = image.shape[:2]
+        channels = 1 if image.ndim == 2 else image.shape[2]
+        if image.strides[-1] != 1 or (image.ndim == 3 and image.strides[1] != channels):
+            raise UsageError("pixels within a row must be packed; only the row pitch may vary")
+        roi = None
+        extra: dict[str, Any] = {}
+        if options is not None:
+            extra = options.model_dump(exclude_defaults=True, exclude={"roi"}, mode="json")
+            if options.roi is not None:
+                r = options.roi
+                roi = (r.x, r.y, r.width, r.height)
+        rid = self.next_id()
+        request = p.OcrRequest(rid, lease.segment.id, lease.slot, offset, height, width, channels,
+                               pixel_format.value, image.strides[0], roi, extra)  # fmt: skip
+        return rid, p.encode(request)
+
+    # -- replies -----------------------------------------------------------------------------
+
+    def feed(self, data: bytes, fds: list[int]) -> list[p.Event]:
+        """Decode whatever whole frames ``data`` completes. SEGMENT events are attached right here."""
+        self.fds.extend(fds)
+        self.decoder.receive_data(data)
+        events: list[p.Event] = []
+        while (frame := self.decoder.next_frame()) is not None:
+            event = p.decode_event(frame)
+            if isinstance(event, p.SegmentGranted):
+                if not self.fds:
+                    raise ProtocolError("SEGMENT frame arrived without its file descriptor")
+                self._attach(event, self.fds.popleft())
+            events.append(event)
+        return events
+
+    def _attach(self, event: p.SegmentGranted, fd: int) -> None:
+        segment = Segment.attach(event.segment, fd, event.slot_size, event.slot_count)
+        self.segments[segment.id] = segment
+        self.free.setdefault(segment.slot_size, deque()).extend((segment.id, i) for i in range(segment.slot_count))
+
+    @staticmethod
+    def result_of(event: p.Event) -> OcrResult:
+        """The typed result of a reply, or raise the typed error it carries."""
+        if isinstance(event, p.Result):
+            return OcrResult.model_validate(event.result)
+        raise error_of(event)
+
+    # -- slots -------------------------------------------------------------------------------
+
+    def try_lease(self, nbytes: int) -> SlotLease | None:
+        """A free slot of the smallest class that fits ``nbytes``, or ``None``."""
+        wanted = size_class(nbytes)
+        for slot_size in sorted(self.free):
+            if slot_size >= wanted and self.free[slot_size]:
+                segment_id, slot = self.free[slot_size].popleft()
+                segment = self.segments[segment_id]
+                return SlotLease(segment, slot, segment.slot_buffer(slot))
+        return None
+
+    def has_class_for(self, nbytes: int) -> bool:
+        wanted = size_class(nbytes)
+        return any(size >= wanted for size in self.free)
+
+    def give_back(self, lease: SlotLease) -> None:
+        if lease.released:
+            raise UsageError("this slot lease was already returned")
+        lease.released = True
+        lease.array = None
+        if not self.closed and lease.segment.id in self.segments:
+            self.free[lease.segment.slot_size].append((lease.segment.id, lease.slot))
+
+    def close(self) -> None:
+        """Unmap every segment and close stray fds. Leases still held by callers become unusable."""
+        self.closed = True
+        while self.fds:
+            os.close(self.fds.popleft())
+        for segment in self.segments.values():
+            try:
+                segment.close()
+            except BufferError:
+                # A caller still holds a view: drop our reference; the mapping goes with the last view.
+                segment.fd, fd = -1, segment.fd
+                if fd >= 0:
+                    os.close(fd)
+        self.segments.clear()
+        self.free.clear()
+
+
+def error_of(event: p.Event) -> Exception:
+    if isinstance(event, p.Error):
+        return error_from_code(event.code, event.message, retry_after=event.retry_after)
+    return ProtocolError(f"unexpected {type(event).__name__} frame", code=ErrorCode.UNEXPECTED_FRAME)
+
+
+def _offset_in(lease: SlotLease, image: np.ndarray) -> int:
+    """Byte offset of ``image`` inside the lease's slot; ``UsageError`` if it lies elsewhere."""
+    base = lease.buffer.__array_interface__["data"][0]
+    start = image.__array_interface__["data"][0]
+    offset = start - base
+    if offset < 0 or offset >= lease.capacity:
+        raise UsageError("the image does not live in this slot; copy it in with ocr_copy() or frame()")
+    return offset

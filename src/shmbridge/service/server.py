@@ -1,0 +1,163 @@
+"""``Server(config)``: owns startup, the main loop and shutdown of one service process.
+
+Both transports run on one event loop and share one ``ServiceCore`` (engine pool, admission, metrics).
+Shutdown happens in a known order, on the first SIGTERM/SIGINT:
+
+1. stop accepting: the session listener closes and its socket file is removed; HTTP stops listening;
+2. drain: sessions and HTTP requests already admitted finish (up to ``drain_timeout``), sessions get BYE;
+3. cancel what is left, release every mapping, close the engine pool;
+4. restore the original signal handlers.
+
+A second signal skips the drain. The CLI only builds a ``ServiceConfig``; everything else is here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+from ..config import ServiceConfig
+from ..memory import MemoryBudget
+from .core import ServiceCore
+from .session_server import SessionServer
+
+log = logging.getLogger("shmbridge.server")
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Server:
+    """One shmbridge service: session server and/or HTTP app on one loop."""
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self.core: ServiceCore | None = None
+        self.sessions: SessionServer | None = None
+        self.budget = MemoryBudget(config.total_bytes, config.max_sessions)
+        self._http: Any = None
+        self._http_task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._force = False
+        self.started = asyncio.Event()
+
+    def run(self) -> None:
+        """Blocking entry point for the CLI."""
+        asyncio.run(self.serve())
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._signals(loop):
+            self.core = ServiceCore(self.config)
+            try:
+                await self._startup()
+                self.started.set()
+                log.info("shmbridge ready (engine %s)", self.config.engine)
+                await self._stop.wait()
+            finally:
+                await self._shutdown()
+
+    def request_stop(self, force: bool = False) -> None:
+        self._force = self._force or force
+        self._stop.set()
+
+    async def _startup(self) -> None:
+        assert self.core is not None
+        await self.core.start()
+        if self.config.shm_enabled:
+            self.sessions = SessionServer(self.core, self.budget)
+            await self.sessions.start()
+        if self.config.http_enabled:
+            await self._start_http()
+
+    async def _start_http(self) -> None:
+        import uvicorn
+
+        from .http_app import create_app
+
+        app = create_app(self.core, self.sessions, self.budget)
+        uv_config = uvicorn.Config(
+            app,
+            host=self.config.http_host,
+            port=self.config.http_port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=int(self.config.drain_timeout),
+        )
+        self._http = _EmbeddedUvicorn(uv_config)
+        self._http_task = asyncio.get_running_loop().create_task(self._http.serve(), name="http")
+        while not self._http.started:
+            if self._http_task.done():
+                self._http_task.result()  # raises the bind error
+                raise RuntimeError("the HTTP server stopped during startup")
+            await asyncio.sleep(0.01)
+        log.info("HTTP listening on %s:%s", self.config.http_host, self.bound_http_port)
+
+    @property
+    def bound_http_port(self) -> int | None:
+        if self._http is None or not self._http.servers:
+            return None
+        return self._http.servers[0].sockets[0].getsockname()[1]
+
+    async def _shutdown(self) -> None:
+        timeout = 0.0 if self._force else self.config.drain_timeout
+        log.info("shutting down (drain up to %.1fs)", timeout)
+        if self.core is not None:
+            self.core.ready = False
+        waits = []
+        if self._http is not None:
+            self._http.should_exit = True
+            if self._force:
+                self._http.force_exit = True
+        if self.sessions is not None:
+            waits.append(self.sessions.close(timeout))
+        if waits:
+            await asyncio.gather(*waits, return_exceptions=True)
+        if self._http_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._http_task, timeout + 2.0)
+        if self.core is not None:
+            self.core.stop_accepting()
+            await self.core.drain(timeout)
+            self.core.close()
+        log.info("shmbridge stopped")
+
+    @contextlib.contextmanager
+    def _signals(self, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
+        """First signal drains, a second forces; the original handlers come back afterwards."""
+        originals = {sig: signal.getsignal(sig) for sig in _SIGNALS}
+
+        def on_signal(sig: int) -> None:
+            if self._stop.is_set():
+                log.warning("second signal %s: forcing shutdown", signal.Signals(sig).name)
+                self.request_stop(force=True)
+                if self._http is not None:
+                    self._http.force_exit = True
+            else:
+                log.info("signal %s: draining", signal.Signals(sig).name)
+                self.request_stop()
+
+        for sig in _SIGNALS:
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, handler)
+
+
+try:
+    import uvicorn as _uvicorn
+
+    class _EmbeddedUvicorn(_uvicorn.Server):
+        """uvicorn without its own signal handling: ``Server`` owns the signals and the order of shutdown."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+except ImportError:  # pragma: no cover - uvicorn is a core dependency
+    pass

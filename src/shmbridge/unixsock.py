@@ -1,0 +1,122 @@
+"""Unix-socket plumbing both sides share: peer credentials, passing fds, and the socket directory.
+
+Platform differences are decided here once: ``SO_PEERCRED`` on Linux, ``getpeereid`` (via
+``LOCAL_PEERCRED``) on macOS. Nothing here knows the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+import struct
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ServiceUnavailable
+
+_IS_LINUX = sys.platform.startswith("linux")
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCredentials:
+    pid: int
+    uid: int
+    gid: int
+
+
+def peer_credentials(sock: socket.socket) -> PeerCredentials:
+    """Who is on the other end of a connected Unix socket, as the kernel says."""
+    if _IS_LINUX:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        pid, uid, gid = struct.unpack("3i", raw)
+        return PeerCredentials(pid, uid, gid)
+    # macOS / BSD: struct xucred {u_int version; uid_t uid; short ngroups; gid_t groups[16];}
+    local_peercred = getattr(socket, "LOCAL_PEERCRED", 0x001)
+    raw = sock.getsockopt(0, local_peercred, struct.calcsize("IIh16I"))
+    _version, uid, _ngroups, *groups = struct.unpack("IIh16I", raw)
+    return PeerCredentials(-1, uid, groups[0] if groups else -1)
+
+
+def prepare_socket_path(path: Path) -> None:
+    """Create the socket's directory (mode 0770 or stricter) and remove a stale socket of ours.
+
+    A path that exists and is not a socket is never removed: that would be someone else's file.
+    """
+    directory = path.parent
+    directory.mkdir(mode=0o770, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(directory.stat().st_mode)
+    if mode & 0o007:
+        os.chmod(directory, mode & 0o770)
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise ServiceUnavailable(f"{path} exists and is not a socket; refusing to replace it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(0.5)
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)  # nobody listens: stale, left by a dead service
+        return
+    finally:
+        probe.close()
+    raise ServiceUnavailable(f"another service is already listening on {path}")
+
+
+def send_fds_blocking(sock: socket.socket, data: bytes, fds: list[int]) -> None:
+    """Send ``data`` with ``fds`` attached to its first byte (SCM_RIGHTS), then the rest if any."""
+    sent = socket.send_fds(sock, [data], fds)
+    if sent < len(data):
+        sock.sendall(data[sent:])
+
+
+async def send_fds_async(loop: asyncio.AbstractEventLoop, sock: socket.socket, data: bytes, fds: list[int]) -> None:
+    """``send_fds`` on a non-blocking socket: wait for writability instead of failing with EAGAIN."""
+    while True:
+        try:
+            sent = socket.send_fds(sock, [data], fds)
+            break
+        except BlockingIOError:
+            await wait_writable(loop, sock)
+    if sent < len(data):
+        await loop.sock_sendall(sock, data[sent:])
+
+
+async def wait_writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    future: asyncio.Future[None] = loop.create_future()
+    fileno = sock.fileno()
+    loop.add_writer(fileno, lambda: future.done() or future.set_result(None))
+    try:
+        await future
+    finally:
+        loop.remove_writer(fileno)
+
+
+async def wait_readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    future: asyncio.Future[None] = loop.create_future()
+    fileno = sock.fileno()
+    loop.add_reader(fileno, lambda: future.done() or future.set_result(None))
+    try:
+        await future
+    finally:
+        loop.remove_reader(fileno)
+
+
+#: Room for a few fds in one recvmsg; the protocol sends at most one per frame.
+_ANC_SPACE = socket.CMSG_SPACE(8 * struct.calcsize("i"))
+
+
+def recv_with_fds(sock: socket.socket, bufsize: int) -> tuple[bytes, list[int]]:
+    """``recvmsg`` that also collects any fds that arrived; the caller owns (must close) them."""
+    data, ancdata, _flags, _addr = sock.recvmsg(bufsize, _ANC_SPACE)
+    fds: list[int] = []
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % struct.calcsize("i")
+            fds.extend(struct.unpack(f"{usable // 4}i", payload[:usable]))
+    return data, fds
