@@ -162,6 +162,7 @@ class Session:
             reason = f"{exc.code.name}: {exc.message}"
             with contextlib.suppress(OSError):
                 await self._send(p.encode(p.Error(getattr(exc, "request_id", None) or 0, exc.code, exc.message)))
+                await self._linger()
         except (ConnectionError, OSError) as exc:
             reason = f"connection error: {exc}"
         finally:
@@ -194,6 +195,17 @@ class Session:
             if not data:
                 return self._closing or "client closed the connection"
 
+    async def _linger(self, timeout: float = 1.0) -> None:
+        """After a fatal error frame, half-close and discard input briefly, so a client that is still
+        writing (its HELLO, say) gets to read the reason instead of a broken pipe."""
+        self.sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + timeout
+        with contextlib.suppress(TimeoutError):
+            while time.monotonic() < deadline:
+                data = await asyncio.wait_for(self._loop.sock_recv(self.sock, _RECV_SIZE), deadline - time.monotonic())
+                if not data:
+                    return
+
     async def _finish(self, reason: str) -> None:
         """Finish or cancel in-flight work, then release every mapping. Never raises."""
         log.info("session %s ends: %s", self.id, reason)
@@ -224,13 +236,17 @@ class Session:
         if lent:
             log.error("session %s: %d slot(s) still lent after the engine timeout; unmapping anyway", self.id, lent)
             self.metrics.slots_in_use.dec(lent)
+        released = self.memory.used_bytes
         try:
             self.memory.close()
         except BufferError:
             gc.collect()  # a traceback may still hold a view; the mapping goes when the last view does
-            with contextlib.suppress(BufferError):
+            try:
                 self.memory.close()
+            except BufferError:
+                log.error("session %s: a view of its memory is still referenced; mapping kept", self.id)
         self.metrics.bytes_mapped.set(self.server.budget.used_bytes)
+        log.info("session %s released %d bytes of shared memory", self.id, released)
 
     # -- events ------------------------------------------------------------------------------------
 
