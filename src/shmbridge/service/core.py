@@ -156,6 +156,37 @@ class ServiceCore:
                 f"{width}x{height}x{channels} is {pixels * channels} bytes; the limit is {self.config.max_frame_bytes}"
             )
 
+    @property
+    def inline(self) -> bool:
+        """True when the engine never blocks: requests then run start to end on the caller's thread."""
+        return not self.pool.blocking
+
+    def process_inline(
+        self,
+        image: np.ndarray,
+        pixel_format: PixelFormat,
+        options: OcrOptions = DEFAULT_OPTIONS,
+        *,
+        mode: str,
+        request_id: str | None = None,
+        received_bytes: int | None = None,
+    ) -> OcrResult:
+        """The whole request synchronously, for non-blocking engines (null): no admission wait, no thread
+        hop, no task. The event loop is the only worker, so nothing can be queued behind it."""
+        started = time.perf_counter()
+        try:
+            if not self._accepting:
+                raise ServiceUnavailable("the service is shutting down", code=ErrorCode.SHUTTING_DOWN)
+            native, native_format, copied = self._prepare(image, pixel_format, options)
+            output, engine_s = self.pool.run_sync(native, native_format, options)
+            return self._succeed(output, options, request_id, image, mode, started, 0.0, engine_s, copied,
+                                 received_bytes)  # fmt: skip
+        except ShmBridgeError as exc:
+            self._record_failure(mode, exc)
+            raise
+        except Exception as exc:
+            raise self._engine_failure(mode, request_id, exc) from exc
+
     async def process(
         self,
         image: np.ndarray,
@@ -171,6 +202,14 @@ class ServiceCore:
 
         ``on_release`` is called exactly once, when no engine thread can touch ``image`` any more.
         """
+        if self.inline:
+            try:
+                return self.process_inline(
+                    image, pixel_format, options, mode=mode, request_id=request_id, received_bytes=received_bytes
+                )
+            finally:
+                if on_release is not None:
+                    on_release()
         started = time.perf_counter()
         released = False
 
@@ -181,43 +220,64 @@ class ServiceCore:
                 on_release()
 
         try:
-            validate_image(image, pixel_format)
-            self.check_frame_size(image.shape[0], image.shape[1], pixel_format.channels)
-            view = crop(image, options.roi)
-            native, native_format, copied = convert(
-                view, pixel_format, self.pool.native_formats, self.pool.accepts_strides
-            )
+            native, native_format, copied = self._prepare(image, pixel_format, options)
             queue_s = await self._admit(started)
             try:
                 output, engine_s = await self._run_engine(native, native_format, options, release)
             finally:
                 self._leave()
             release()
-            total_s = time.perf_counter() - started
-            result = self._assemble(output, options, request_id, image, queue_s, engine_s, total_s)
-            self.metrics.observe(
-                mode,
-                "ok",
-                queue_s=queue_s,
-                engine_s=engine_s,
-                total_s=total_s,
-                received=image.nbytes if received_bytes is None else received_bytes,
-                copied=copied,
-            )
-            return result
+            return self._succeed(output, options, request_id, image, mode, started, queue_s, engine_s, copied,
+                                 received_bytes)  # fmt: skip
         except ShmBridgeError as exc:
             if not isinstance(exc, EngineTimeout):  # a timed-out engine thread releases when it ends
                 release()
-            self.metrics.observe(mode, exc.code.name.lower())
-            if not isinstance(exc, Busy) and exc.http_status >= 500:
-                self.last_error = f"{exc.code.name}: {exc.message}"
+            self._record_failure(mode, exc)
             raise
         except Exception as exc:
             release()
-            self.metrics.observe(mode, "engine_failed")
-            self.last_error = f"ENGINE_FAILED: {exc!r}"
-            log.exception("engine failed on request %s", request_id)
-            raise EngineError(f"engine {self.pool.name} failed: {exc}") from exc
+            raise self._engine_failure(mode, request_id, exc) from exc
+
+    def _prepare(
+        self, image: np.ndarray, pixel_format: PixelFormat, options: OcrOptions
+    ) -> tuple[np.ndarray, PixelFormat, int]:
+        """Validate, crop to the region of interest (a view), convert at most once."""
+        validate_image(image, pixel_format)
+        self.check_frame_size(image.shape[0], image.shape[1], pixel_format.channels)
+        view = crop(image, options.roi)
+        return convert(view, pixel_format, self.pool.native_formats, self.pool.accepts_strides)
+
+    def _succeed(
+        self,
+        output: EngineOutput,
+        options: OcrOptions,
+        request_id: str | None,
+        image: np.ndarray,
+        mode: str,
+        started: float,
+        queue_s: float,
+        engine_s: float,
+        copied: int,
+        received_bytes: int | None,
+    ) -> OcrResult:
+        total_s = time.perf_counter() - started
+        result = self._assemble(output, options, request_id, image, queue_s, engine_s, total_s)
+        received = image.nbytes if received_bytes is None else received_bytes
+        self.metrics.observe(
+            mode, "ok", queue_s=queue_s, engine_s=engine_s, total_s=total_s, received=received, copied=copied
+        )
+        return result
+
+    def _record_failure(self, mode: str, exc: ShmBridgeError) -> None:
+        self.metrics.observe(mode, exc.code.name.lower())
+        if not isinstance(exc, Busy) and exc.http_status >= 500:
+            self.last_error = f"{exc.code.name}: {exc.message}"
+
+    def _engine_failure(self, mode: str, request_id: str | None, exc: Exception) -> EngineError:
+        self.metrics.observe(mode, "engine_failed")
+        self.last_error = f"ENGINE_FAILED: {exc!r}"
+        log.exception("engine failed on request %s", request_id)
+        return EngineError(f"engine {self.pool.name} failed: {exc}")
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -261,8 +321,6 @@ class ServiceCore:
         release: Callable[[], None],
     ) -> tuple[EngineOutput, float]:
         """Run the engine; on timeout or cancellation, hand ``release`` to the still-running thread."""
-        if not self.pool.blocking:
-            return self.pool.run_sync(image, fmt, options)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self.pool.executor, self.pool.run_sync, image, fmt, options)
         try:

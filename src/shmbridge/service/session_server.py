@@ -1,6 +1,6 @@
 """The shared-memory session server: an asyncio Unix-socket server speaking ``protocol``.
 
-One task per connection. A session owns its segments (``memory.SessionMemory``); the pixels never cross
+One ``asyncio.Protocol`` per connection. A session owns its segments (``memory.SessionMemory``); the pixels never cross
 the socket, only a 20-byte header and a small struct do. What this module guarantees:
 
 - the socket's directory is 0770 or stricter, and each peer's uid/gid is checked before anything else;
@@ -9,8 +9,9 @@ the socket, only a 20-byte header and a small struct do. What this module guaran
 - on EOF (a client died or left) in-flight work is finished (or cancelled after ``drain_timeout``), then
   every segment is unmapped and closed, so the kernel frees the pages: a dead client leaks nothing.
 
-Lock order (see ARCHITECTURE.md): a session's ``_write_lock`` is the only lock here and is never held
-while waiting on the core; the core's admission semaphore is never held while writing to a socket.
+No locks here: everything runs on the event loop, and frames stay whole because every write but one goes
+through the transport, and the one that cannot (a descriptor with SCM_RIGHTS) waits for the transport's
+buffer to be empty first. The core's admission semaphore is never held while writing to a socket.
 """
 
 from __future__ import annotations
@@ -33,11 +34,10 @@ from ..config import ServiceConfig
 from ..errors import ErrorCode, InvalidRequest, PeerRejected, ProtocolError, ShmBridgeError
 from ..memory import MemoryBudget, SessionMemory
 from ..models import DEFAULT_OPTIONS, OcrOptions, PixelFormat, Roi
-from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path, send_fds_async
+from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path, wait_writable
 from .core import ServiceCore
 
 log = logging.getLogger("shmbridge.session")
-_RECV_SIZE = 32 * 1024
 
 
 class SessionServer:
@@ -50,7 +50,6 @@ class SessionServer:
         self.sessions: set[Session] = set()
         self._listener: socket.socket | None = None
         self._accept_task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self.socket_path: Path = self.config.socket_path
 
     async def start(self) -> None:
@@ -79,10 +78,11 @@ class SessionServer:
                 await asyncio.sleep(0.1)
                 continue
             conn.setblocking(False)
-            session = Session(self, conn)
-            task = loop.create_task(session.run(), name=f"session-{session.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            try:
+                await loop.connect_accepted_socket(lambda conn=conn: Session(self, conn), sock=conn)
+            except OSError as exc:
+                log.warning("could not start a session: %s", exc)
+                conn.close()
 
     async def close(self, timeout: float) -> None:
         """Stop accepting, let sessions finish their in-flight work within ``timeout``, remove the socket."""
@@ -95,14 +95,11 @@ class SessionServer:
             self._listener = None
             with contextlib.suppress(FileNotFoundError):
                 self.socket_path.unlink()
-        for session in list(self.sessions):
+        sessions = list(self.sessions)
+        for session in sessions:
             session.request_close("the service is shutting down")
-        if self._tasks:
-            _done, pending = await asyncio.wait(self._tasks, timeout=timeout)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=1.0)
+        if sessions:
+            await asyncio.wait([s.finished for s in sessions], timeout=timeout + 2.0)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -128,104 +125,256 @@ class SessionServer:
         return peer.uid in self.config.allowed_uids or peer.gid in self.config.allowed_gids
 
 
-class Session:
-    """One client connection: its protocol state, its memory, and its in-flight requests."""
+class Session(asyncio.Protocol):
+    """One client connection: its protocol state, its memory, and its in-flight requests.
+
+    An ``asyncio.Protocol``: frames are decoded in ``data_received``, straight from the selector callback.
+    With a non-blocking engine (null) a request is answered before ``data_received`` returns: no task,
+    no future, no thread hop. Blocking engines get one task per request, bounded by the core's admission.
+    """
 
     def __init__(self, server: SessionServer, sock: socket.socket) -> None:
         self.server = server
         self.core = server.core
-        self.sock = sock
+        self.sock = sock  # kept for SCM_RIGHTS; every other write goes through the transport
         self.id = uuid.uuid4().hex[:12]
         self.conn = p.ServerConnection(server.config.max_control_frame)
         self.memory = SessionMemory(server.budget, server.config.session_bytes, server.config.max_frame_bytes)
         self.metrics = self.core.metrics
-        self._write_lock = asyncio.Lock()
+        self.transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[None]] = set()
         self._opened = False
         self._closing: str | None = None
-        self._loop = asyncio.get_running_loop()
+        self._dead = False  # a fatal error was answered; input is discarded from here on
+        self.finished: asyncio.Future[None] = self._loop.create_future()
+        self._finishing = False
 
-    # -- lifecycle -------------------------------------------------------------------------------
+    # -- asyncio.Protocol --------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        reason = "client closed the connection"
-        try:
-            peer = peer_credentials(self.sock)
-            if not self.server.peer_allowed(peer):
-                raise PeerRejected(
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.sessions.add(self)
+        peer = peer_credentials(self.sock)
+        if not self.server.peer_allowed(peer):
+            config = self.server.config
+            self._fatal(
+                PeerRejected(
                     f"uid {peer.uid} gid {peer.gid} may not use this service "
-                    f"(allowed uids {self.server.config.allowed_uids}, gids {self.server.config.allowed_gids})"
+                    f"(allowed uids {config.allowed_uids}, gids {config.allowed_gids})"
                 )
-            self.server.sessions.add(self)
-            reason = await self._read_loop()
+            )
+
+    def data_received(self, data: bytes) -> None:
+        if self._dead:
+            return
+        self.conn.receive_data(data)
+        self._drain_events()
+
+    def eof_received(self) -> bool:
+        if not self._dead:
+            self.conn.receive_data(b"")
+            self._drain_events()  # a frame cut off by EOF is logged as TRUNCATED
+        self._finish("client closed the connection")
+        return True  # keep the transport: in-flight work finishes before it closes
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(f"connection lost: {exc}" if exc else "connection closed")
+
+    # -- frames in ---------------------------------------------------------------------------------
+
+    def _drain_events(self) -> None:
+        while not self._dead:
+            try:
+                event = self.conn.next_event()
+            except ProtocolError as exc:
+                if exc.request_id is None:
+                    self._fatal(exc)
+                    return
+                self._write_error(exc.request_id, exc)
+                continue
+            except ShmBridgeError as exc:
+                self._fatal(exc)
+                return
+            if event is None:
+                return
+            try:
+                self._handle(event)
+            except ShmBridgeError as exc:  # connection-level: HELLO refused (limit, version)
+                self._fatal(exc)
+                return
+
+    def _handle(self, event: p.Event) -> None:
+        if isinstance(event, p.OcrRequest):
+            self._on_ocr(event)
+        elif isinstance(event, p.Alloc):
+            self._on_alloc(event)
+        elif isinstance(event, p.Hello):
+            self._on_hello(event)
+        elif isinstance(event, p.Bye):
+            self._finish(f"client said bye: {event.reason}" if event.reason else "client said bye")
+
+    def _on_hello(self, event: p.Hello) -> None:
+        version = p.negotiate(event.versions)
+        self.server.budget.open_session()  # SessionLimitExceeded ends the session with a clear code
+        self._opened = True
+        self.metrics.sessions.inc()
+        welcome = p.Welcome(
+            event.request_id, version, self.id, limits=self.server.limits(), engine=self.core.pool.capabilities()
+        )
+        self._write(p.encode(welcome))
+        self.conn.welcomed()
+
+    def _on_alloc(self, event: p.Alloc) -> None:
+        try:
+            segment = self.memory.allocate(event.frame_bytes, event.slots or self.server.config.slots_per_segment)
         except ShmBridgeError as exc:
-            reason = f"{exc.code.name}: {exc.message}"
-            with contextlib.suppress(OSError):
-                await self._send(p.encode(p.Error(getattr(exc, "request_id", None) or 0, exc.code, exc.message)))
-                await self._linger()
-        except (ConnectionError, OSError) as exc:
-            reason = f"connection error: {exc}"
+            self._write_error(event.request_id, exc)
+            return
+        self.metrics.bytes_mapped.set(self.server.budget.used_bytes)
+        frame = p.encode(p.SegmentGranted(event.request_id, segment.id, segment.slot_size, segment.slot_count))
+        self._spawn(self._send_with_fd(frame, segment.fd))
+
+    def _on_ocr(self, event: p.OcrRequest) -> None:
+        try:
+            options = _options(event)
+            segment = self.memory.segment(event.segment)
+            view = segment.image_view(event.slot, event.offset, event.height, event.width, event.channels, event.pitch)
+            self.memory.lend(event.segment, event.slot)
+        except ShmBridgeError as exc:
+            self._write_error(event.request_id, exc)
+            return
+        self.metrics.slots_in_use.inc()
+        fmt = PixelFormat(event.pixel_format)
+        if not self.core.inline:
+            self._spawn(self._ocr_in_pool(event, view, fmt, options))
+            return
+        # Microseconds and never blocks: answer right here.
+        try:
+            result = self.core.process_inline(view, fmt, options, mode="shm_session", request_id=str(event.request_id))
+        except ShmBridgeError as exc:
+            self._write_error(event.request_id, exc)
+        else:
+            self._write(p.encode(p.Result(event.request_id, result.model_dump(mode="json"))))
         finally:
-            await self._finish(reason)
+            del view
+            self._give_back(event.segment, event.slot)
+
+    async def _ocr_in_pool(self, event: p.OcrRequest, view: Any, fmt: PixelFormat, options: OcrOptions) -> None:
+        segment_id, slot = event.segment, event.slot
+        try:
+            result = await self.core.process(
+                view,
+                fmt,
+                options,
+                mode="shm_session",
+                request_id=str(event.request_id),
+                on_release=lambda: self._give_back(segment_id, slot),
+            )
+        except ShmBridgeError as exc:
+            del view
+            self._write_error(event.request_id, exc)
+            return
+        del view
+        self._write(p.encode(p.Result(event.request_id, result.model_dump(mode="json"))))
+
+    def _give_back(self, segment_id: int, slot: int) -> None:
+        self.memory.give_back(segment_id, slot)
+        self.metrics.slots_in_use.dec()
+
+    # -- frames out --------------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        """Queue one whole frame. The transport keeps frames whole and in order; after EOF it drops them."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
+    def _write_error(self, request_id: int, exc: ShmBridgeError) -> None:
+        self._write(p.encode(p.Error(request_id, exc.code, exc.message, getattr(exc, "retry_after", None))))
+
+    async def _send_with_fd(self, frame: bytes, fd: int) -> None:
+        """SCM_RIGHTS goes around the transport: wait until its buffer is empty so frames stay whole."""
+        transport = self.transport
+        deadline = time.monotonic() + self.server.config.request_timeout
+        while transport is not None and transport.get_write_buffer_size():
+            if transport.is_closing() or time.monotonic() > deadline:
+                return
+            await asyncio.sleep(0.001)
+        if transport is None or transport.is_closing():
+            return
+        while True:
+            try:
+                sent = socket.send_fds(self.sock, [frame], [fd])
+                break
+            except BlockingIOError:
+                await wait_writable(self._loop, self.sock)
+            except OSError as exc:
+                log.info("session %s: could not pass a segment: %s", self.id, exc)
+                return
+        if sent < len(frame):
+            transport.write(frame[sent:])  # no await since send_fds: nothing slipped in between
+
+    # -- ending ------------------------------------------------------------------------------------
+
+    def _fatal(self, exc: ShmBridgeError) -> None:
+        """Answer an error that loses the stream, then end the session after a short linger.
+
+        The half-close lets a client that is still writing (its HELLO, say) read the reason instead of
+        hitting a broken pipe."""
+        log.info("session %s: %s: %s", self.id, exc.code.name, exc.message)
+        self._dead = True
+        self._write(p.encode(p.Error(getattr(exc, "request_id", None) or 0, exc.code, exc.message)))
+        transport = self.transport
+        if transport is not None and transport.can_write_eof() and not transport.is_closing():
+            transport.write_eof()
+        self._loop.call_later(1.0, self._finish, f"{exc.code.name}: {exc.message}")
 
     def request_close(self, reason: str) -> None:
-        """Ask the session to end after its in-flight work (service shutdown)."""
+        """Service shutdown: read nothing new, finish in-flight work, say BYE."""
         self._closing = reason
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RD)  # wakes the reader with EOF
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self._finish(reason)
 
-    async def _read_loop(self) -> str:
-        loop = self._loop
-        while True:
-            data = await loop.sock_recv(self.sock, _RECV_SIZE)
-            self.conn.receive_data(data)
-            while True:
-                try:
-                    event = self.conn.next_event()
-                except ProtocolError as exc:
-                    if exc.request_id is None:
-                        raise
-                    await self._send_error(exc.request_id, exc)
-                    continue
-                if event is None:
-                    break
-                if isinstance(event, p.Bye):
-                    return f"client said bye: {event.reason}" if event.reason else "client said bye"
-                await self._handle(event)
-            if not data:
-                return self._closing or "client closed the connection"
+    def _spawn(self, coro: Any) -> None:
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
 
-    async def _linger(self, timeout: float = 1.0) -> None:
-        """After a fatal error frame, half-close and discard input briefly, so a client that is still
-        writing (its HELLO, say) gets to read the reason instead of a broken pipe."""
-        self.sock.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + timeout
-        with contextlib.suppress(TimeoutError):
-            while time.monotonic() < deadline:
-                data = await asyncio.wait_for(self._loop.sock_recv(self.sock, _RECV_SIZE), deadline - time.monotonic())
-                if not data:
-                    return
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("session %s: request task failed", self.id, exc_info=task.exception())
 
-    async def _finish(self, reason: str) -> None:
+    def _finish(self, reason: str) -> None:
+        if self._finishing:
+            return
+        self._finishing = True
+        self._loop.create_task(self._wind_down(reason), name=f"session-{self.id}-end")
+
+    async def _wind_down(self, reason: str) -> None:
         """Finish or cancel in-flight work, then release every mapping. Never raises."""
         log.info("session %s ends: %s", self.id, reason)
         try:
             if self._tasks:
-                _done, pending = await asyncio.wait(self._tasks, timeout=self.server.config.drain_timeout)
+                _done, pending = await asyncio.wait(set(self._tasks), timeout=self.server.config.drain_timeout)
                 for task in pending:
                     task.cancel()
                 if pending:
                     await asyncio.wait(pending, timeout=1.0)
             if self._closing:
-                with contextlib.suppress(OSError):
-                    await self._send(p.encode(p.Bye(0, self._closing)))
+                self._write(p.encode(p.Bye(0, self._closing)))
         finally:
-            self.sock.close()
+            if self.transport is not None:
+                self.transport.close()
             self.server.sessions.discard(self)
             await self._release_memory()
             if self._opened:
                 self.server.budget.close_session()
                 self.metrics.sessions.dec()
+            if not self.finished.done():
+                self.finished.set_result(None)
 
     async def _release_memory(self) -> None:
         """Unmap once no engine thread reads a slot; a timed-out engine thread is waited for."""
@@ -240,109 +389,13 @@ class Session:
         try:
             self.memory.close()
         except BufferError:
-            gc.collect()  # a traceback may still hold a view; the mapping goes when the last view does
+            gc.collect()  # a traceback may still hold a view
             try:
                 self.memory.close()
             except BufferError:
                 log.error("session %s: a view of its memory is still referenced; mapping kept", self.id)
         self.metrics.bytes_mapped.set(self.server.budget.used_bytes)
         log.info("session %s released %d bytes of shared memory", self.id, released)
-
-    # -- events ------------------------------------------------------------------------------------
-
-    async def _handle(self, event: p.Event) -> None:
-        if isinstance(event, p.OcrRequest):
-            await self._on_ocr(event)
-        elif isinstance(event, p.Alloc):
-            await self._on_alloc(event)
-        elif isinstance(event, p.Hello):
-            await self._on_hello(event)
-
-    async def _on_hello(self, event: p.Hello) -> None:
-        version = p.negotiate(event.versions)
-        self.server.budget.open_session()  # SessionLimitExceeded ends the session with a clear code
-        self._opened = True
-        self.metrics.sessions.inc()
-        welcome = p.Welcome(
-            event.request_id,
-            version,
-            self.id,
-            limits=self.server.limits(),
-            engine=self.core.pool.capabilities(),
-        )
-        await self._send(p.encode(welcome))
-        self.conn.welcomed()
-
-    async def _on_alloc(self, event: p.Alloc) -> None:
-        try:
-            segment = self.memory.allocate(event.frame_bytes, event.slots or self.server.config.slots_per_segment)
-        except ShmBridgeError as exc:
-            await self._send_error(event.request_id, exc)
-            return
-        self.metrics.bytes_mapped.set(self.server.budget.used_bytes)
-        granted = p.SegmentGranted(event.request_id, segment.id, segment.slot_size, segment.slot_count)
-        async with self._write_lock:
-            await send_fds_async(self._loop, self.sock, p.encode(granted), [segment.fd])
-
-    async def _on_ocr(self, event: p.OcrRequest) -> None:
-        try:
-            options = _options(event)
-            segment = self.memory.segment(event.segment)
-            view = segment.image_view(event.slot, event.offset, event.height, event.width, event.channels,
-                                      event.pitch)  # fmt: skip
-            self.memory.lend(event.segment, event.slot)
-        except ShmBridgeError as exc:
-            await self._send_error(event.request_id, exc)
-            return
-        self.metrics.slots_in_use.inc()
-        if self.core.pool.blocking:
-            task = self._loop.create_task(self._ocr(event, view, options))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        else:
-            await self._ocr(event, view, options)  # microseconds, never blocks: no task, no thread hop
-
-    async def _ocr(self, event: p.OcrRequest, view: Any, options: OcrOptions) -> None:
-        segment_id, slot = event.segment, event.slot
-
-        def release() -> None:
-            self.memory.give_back(segment_id, slot)
-            self.metrics.slots_in_use.dec()
-
-        try:
-            result = await self.core.process(
-                view,
-                PixelFormat(event.pixel_format),
-                options,
-                mode="shm_session",
-                request_id=str(event.request_id),
-                on_release=release,
-            )
-        except ShmBridgeError as exc:
-            del view
-            await self._send_error(event.request_id, exc)
-            return
-        del view
-        await self._send(p.encode(p.Result(event.request_id, result.model_dump(mode="json"))))
-
-    # -- writing -------------------------------------------------------------------------------------
-
-    async def _send_error(self, request_id: int, exc: ShmBridgeError) -> None:
-        retry_after = getattr(exc, "retry_after", None)
-        await self._send(p.encode(p.Error(request_id, exc.code, exc.message, retry_after)))
-
-    async def _send(self, data: bytes) -> None:
-        """Write one whole frame; frames from concurrent requests never interleave."""
-        if not self._write_lock.locked():
-            try:
-                sent = self.sock.send(data)
-            except BlockingIOError:
-                sent = 0
-            if sent == len(data):
-                return
-            data = data[sent:]
-        async with self._write_lock:  # acquired without yielding when free: no frame can slip in between
-            await self._loop.sock_sendall(self.sock, data)
 
 
 def _options(event: p.OcrRequest) -> OcrOptions:

@@ -1,0 +1,110 @@
+"""Round-trip latency of the bridge alone: ``python -m shmbridge.bench.roundtrip``.
+
+Starts its own service (null engine, sampled checksum, sessions only) unless ``--socket`` names one, then
+times, per frame size, a request whose pixels were written in place in a slot (zero-copy) and one whose
+pixels are copied in from an ordinary numpy array. Sizes are interleaved round by round so drift in the
+machine's speed hits every cell alike. Prints p50 and p99 in microseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..client.session import SessionClient
+
+SIZES = {"64x64": (64, 64), "1920x1080": (1080, 1920), "3840x2160": (2160, 3840)}
+
+
+@contextlib.contextmanager
+def own_service(workers: int = 1) -> Iterator[Path]:
+    """A private ``shmbridge serve --engine null`` for the duration of the benchmark."""
+    with tempfile.TemporaryDirectory(prefix="shmb-bench-") as tmp:
+        socket_path = Path(tmp) / "ocr.sock"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "shmbridge.cli", "serve", "--engine", "null", "--no-http", "--socket",
+             str(socket_path), "--workers", str(workers), "--log-level", "warning"],  # fmt: skip
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not socket_path.exists():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the benchmark service did not start")
+                time.sleep(0.02)
+            yield socket_path
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def measure(socket_path: Path, rounds: int, warmup: int) -> dict[tuple[str, str], list[float]]:
+    samples: dict[tuple[str, str], list[float]] = {}
+    rng = np.random.default_rng(0)
+    with SessionClient(socket_path, timeout=30) as session:
+        leases = {}
+        sources = {}
+        for name, (h, w) in SIZES.items():
+            leases[name] = session.acquire(h * w * 3)
+            frame = leases[name].frame(h, w, 3)
+            frame[:] = rng.integers(0, 256, frame.shape, dtype=np.uint8)
+            sources[name] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            samples[(name, "in-place")] = []
+            samples[(name, "copied-in")] = []
+        clock = time.perf_counter
+        for index in range(warmup + rounds):
+            for name, (h, w) in SIZES.items():
+                lease = leases[name]
+                started = clock()
+                session.submit(lease)
+                in_place = clock() - started
+                started = clock()
+                np.copyto(lease.array, sources[name])  # the copy a caller without a frame pays
+                session.submit(lease)
+                copied = clock() - started
+                if index >= warmup:
+                    samples[(name, "in-place")].append(in_place)
+                    samples[(name, "copied-in")].append(copied)
+        for lease in leases.values():
+            session.release(lease)
+    return samples
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shmbridge.bench.roundtrip", description=__doc__)
+    parser.add_argument("--socket", type=Path, help="measure a running service instead of starting one")
+    parser.add_argument("--rounds", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=200)
+    args = parser.parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        socket_path = args.socket or stack.enter_context(own_service())
+        samples = measure(socket_path, args.rounds, args.warmup)
+    print(f"shmbridge round trip, null engine, {args.rounds} rounds after {args.warmup} warm-up, "
+          f"pid {os.getpid()}, {os.cpu_count()} CPUs")  # fmt: skip
+    print(f"{'frame':>10} {'path':>10} {'p50 µs':>9} {'p99 µs':>9}")
+    for (name, path), values in samples.items():
+        print(f"{name:>10} {path:>10} {percentile(values, 0.5) * 1e6:9.1f} {percentile(values, 0.99) * 1e6:9.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
