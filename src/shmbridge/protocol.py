@@ -176,6 +176,12 @@ def encode(event: Event) -> bytes:
     return HEADER.pack(MAGIC, VERSION, frame_type, flags, event.request_id, len(body)) + body
 
 
+def encode_result_json(request_id: int, body: bytes) -> bytes:
+    """A RESULT frame around JSON the caller already serialised (``OcrResult.model_dump_json``): one
+    serialisation on the hot path instead of model → dict → JSON."""
+    return HEADER.pack(MAGIC, VERSION, FrameType.RESULT, 0, request_id, len(body)) + body
+
+
 def _encode_ocr(event: OcrRequest) -> bytes:
     roi = event.roi or (0, 0, 0, 0)
     fixed = OCR_STRUCT.pack(

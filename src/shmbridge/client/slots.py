@@ -186,6 +186,8 @@ def error_of(event: p.Event) -> Exception:
 
 def _offset_in(lease: SlotLease, image: np.ndarray) -> int:
     """Byte offset of ``image`` inside the lease's slot; ``UsageError`` if it lies elsewhere."""
+    if image is lease.array:
+        return 0  # the frame handed out by SlotLease.frame() starts the slot
     base = lease.buffer.__array_interface__["data"][0]
     start = image.__array_interface__["data"][0]
     offset = start - base

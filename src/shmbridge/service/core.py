@@ -349,7 +349,8 @@ class ServiceCore:
             lines = shift_lines(lines, options.roi.x, options.roi.y)
         lines = reading_order(lines) if lines else []
         confidence = sum(line.confidence for line in lines) / len(lines) if lines else 0.0
-        return OcrResult(
+        # Every value is built here from typed parts: model_construct skips re-validating them (hot path).
+        return OcrResult.model_construct(
             request_id=request_id,
             text="\n".join(line.text for line in lines),
             lines=lines,
@@ -357,7 +358,7 @@ class ServiceCore:
             engine=self.pool.name,
             width=int(image.shape[1]),
             height=int(image.shape[0]),
-            timings=Timings(queue_ms=queue_s * 1e3, engine_ms=engine_s * 1e3, total_ms=total_s * 1e3),
-            warnings=output.warnings,
+            timings=Timings.model_construct(queue_ms=queue_s * 1e3, engine_ms=engine_s * 1e3, total_ms=total_s * 1e3),
+            warnings=list(output.warnings),
             checksum=output.checksum,
         )

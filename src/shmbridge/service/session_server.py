@@ -255,7 +255,7 @@ class Session(asyncio.Protocol):
         except ShmBridgeError as exc:
             self._write_error(event.request_id, exc)
         else:
-            self._write(p.encode(p.Result(event.request_id, result.model_dump(mode="json"))))
+            self._write(p.encode_result_json(event.request_id, result.model_dump_json().encode()))
         finally:
             del view
             self._give_back(event.segment, event.slot)
@@ -276,7 +276,7 @@ class Session(asyncio.Protocol):
             self._write_error(event.request_id, exc)
             return
         del view
-        self._write(p.encode(p.Result(event.request_id, result.model_dump(mode="json"))))
+        self._write(p.encode_result_json(event.request_id, result.model_dump_json().encode()))
 
     def _give_back(self, segment_id: int, slot: int) -> None:
         self.memory.give_back(segment_id, slot)
