@@ -47,9 +47,17 @@ def prepare_socket_path(path: Path) -> None:
     """
     directory = path.parent
     directory.mkdir(mode=0o770, parents=True, exist_ok=True)
-    mode = stat.S_IMODE(directory.stat().st_mode)
+    info = directory.stat()
+    mode = stat.S_IMODE(info.st_mode)
     if mode & 0o007:
-        os.chmod(directory, mode & 0o770)
+        try:
+            os.chmod(directory, mode & 0o770)
+        except PermissionError:
+            raise ServiceUnavailable(
+                f"the socket directory {directory} is mode {mode:o} (open to everyone) and owned by uid "
+                f"{info.st_uid}, so this service (uid {os.getuid()}) cannot make it 0770; put the socket in a "
+                f"subdirectory the service creates itself, e.g. {directory / 'sock' / path.name}"
+            ) from None
     try:
         info = path.lstat()
     except FileNotFoundError:
