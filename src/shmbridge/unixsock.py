@@ -14,6 +14,7 @@ import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import ServiceUnavailable
 
@@ -96,23 +97,22 @@ async def send_fds_async(loop: asyncio.AbstractEventLoop, sock: socket.socket, d
 
 
 async def wait_writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    future: asyncio.Future[None] = loop.create_future()
-    fileno = sock.fileno()
-    loop.add_writer(fileno, lambda: future.done() or future.set_result(None))
-    try:
-        await future
-    finally:
-        loop.remove_writer(fileno)
+    await _wait_ready(sock, loop.add_writer, loop.remove_writer)
 
 
 async def wait_readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    future: asyncio.Future[None] = loop.create_future()
+    await _wait_ready(sock, loop.add_reader, loop.remove_reader)
+
+
+async def _wait_ready(sock: socket.socket, add: Any, remove: Any) -> None:
+    """Wait once for the selector to report ``sock`` ready (``add``/``remove``: the loop's reader or writer)."""
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     fileno = sock.fileno()
-    loop.add_reader(fileno, lambda: future.done() or future.set_result(None))
+    add(fileno, lambda: future.done() or future.set_result(None))
     try:
         await future
     finally:
-        loop.remove_reader(fileno)
+        remove(fileno)
 
 
 #: Room for a few fds in one recvmsg; the protocol sends at most one per frame.

@@ -243,7 +243,3 @@ def test_a_client_behind_a_namespace_boundary_works_end_to_end(tmp_path: Path) -
         assert report == {"dev_shm": [], "tmp": [], "http_reachable": False, "checksums_ok": True}
         assert _metric(service.metrics_text(), "shmbridge_bytes_copied_total", mode="shm_session") == 0
 
-
-def test_unshare_is_reported_when_missing() -> None:
-    # The boundary test must say why it skips; this keeps the reason visible in every run's summary.
-    print(f"namespace support: {_NAMESPACES or 'available'}")
