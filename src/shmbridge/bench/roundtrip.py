@@ -32,8 +32,21 @@ def own_service(workers: int = 1) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="shmb-bench-") as tmp:
         socket_path = Path(tmp) / "ocr.sock"
         process = subprocess.Popen(
-            [sys.executable, "-m", "shmbridge.cli", "serve", "--engine", "null", "--no-http", "--socket",
-             str(socket_path), "--workers", str(workers), "--log-level", "warning"],  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "shmbridge.cli",
+                "serve",
+                "--engine",
+                "null",
+                "--no-http",
+                "--socket",
+                str(socket_path),
+                "--workers",
+                str(workers),
+                "--log-level",
+                "warning",
+            ],
             stdin=subprocess.DEVNULL,
         )
         try:
@@ -72,7 +85,7 @@ def measure(socket_path: Path, rounds: int, warmup: int) -> dict[tuple[str, str]
             samples[(name, "copied-in")] = []
         clock = time.perf_counter
         for index in range(warmup + rounds):
-            for name, (h, w) in SIZES.items():
+            for name in SIZES:
                 lease = leases[name]
                 started = clock()
                 session.submit(lease)

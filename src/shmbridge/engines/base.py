@@ -25,6 +25,8 @@ class EngineOutput:
     lines: list[TextLine] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     checksum: str | None = None
+    #: Pixel bytes the engine itself had to copy (tesserocr takes ``bytes``); counted in the metrics.
+    bytes_copied: int = 0
 
 
 class Engine(abc.ABC):

@@ -19,7 +19,6 @@ detection at the image's real size (``limit_type=max``, side 2000); the classifi
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -28,7 +27,7 @@ import numpy as np
 from ..errors import EngineUnavailable, ErrorCode, InvalidRequest
 from ..models import OcrOptions, PixelFormat, TextLine
 from .base import Engine, EngineOutput
-from .results import Quad, make_line
+from .results import Quad, drop_short_lines, make_line, sample_image
 
 #: The models shipped inside the rapidocr 3.x wheel (``site-packages/rapidocr/models``).
 DET_MODEL = "PP-OCRv6_det_small.onnx"
@@ -37,7 +36,6 @@ CLS_MODEL = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
 REC_VERSION = ("PP-OCRv6", "small")
 
 #: ``OcrOptions``' default minimum text height (1/32, Apple Vision's default).
-DEFAULT_MIN_TEXT_HEIGHT: float = OcrOptions.model_fields["minimum_text_height"].default
 
 
 def locate_models(model_dir: str | Path | None = None, use_cls: bool = False) -> dict[str, Path]:
@@ -94,25 +92,6 @@ def option_warnings(options: OcrOptions, languages: frozenset[str]) -> list[str]
     if options.custom_words:
         warnings.append("custom_words are not supported by rapidocr")
     return warnings
-
-
-def drop_short_lines(lines: list[TextLine], minimum_text_height: float, image_height: int) -> list[TextLine]:
-    """Honour ``minimum_text_height`` by dropping lines shorter than that fraction of the image height.
-
-    The default (1/32) is Apple Vision's speed hint, and on a 1080p screen it would drop every line of
-    12-16 px UI text, which Vision itself still reads. So the default and anything below it keep every
-    line (this engine reads small text anyway), and only a larger minimum filters. A line's height is
-    the mean length of its quad's left and right edges (its ink height once boxes are fitted).
-    """
-    if minimum_text_height <= DEFAULT_MIN_TEXT_HEIGHT:
-        return lines
-    limit = minimum_text_height * image_height
-    return [line for line in lines if _quad_height(line.quad) >= limit]
-
-
-def _quad_height(quad: Sequence[Sequence[float]]) -> float:
-    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = quad[:4]
-    return (math.hypot(x3 - x0, y3 - y0) + math.hypot(x2 - x1, y2 - y1)) / 2
 
 
 def fit_to_ink(image: np.ndarray, quad: Quad) -> Quad:
@@ -182,17 +161,6 @@ def _central_rows(has_ink: np.ndarray) -> tuple[int, int] | None:
     if not central:
         return None
     return central[0][0], central[-1][1]
-
-
-def sample_image(channels: int = 3) -> np.ndarray:
-    """A small white image with a few black words, for warm-up: a blank image would skip recognition and
-    leave the recogniser's model unloaded until the first real request."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    canvas = Image.new("L", (320, 64), 255)
-    ImageDraw.Draw(canvas).text((12, 16), "Warm up 0123", fill=0, font=ImageFont.load_default(size=28))
-    gray = np.asarray(canvas, dtype=np.uint8)
-    return gray if channels == 1 else np.ascontiguousarray(np.repeat(gray[:, :, None], channels, axis=2))
 
 
 class RapidOcrEngine(Engine):

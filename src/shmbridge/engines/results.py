@@ -6,11 +6,17 @@ vertical centres lie within half a line height of each other are one visual row 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
-from ..models import Box, TextLine
+import numpy as np
+
+from ..models import Box, OcrOptions, TextLine
 
 Quad = Sequence[Sequence[float]]
+
+#: The options model's default, which engines other than Vision treat as "keep every line".
+DEFAULT_MIN_TEXT_HEIGHT: float = OcrOptions.model_fields["minimum_text_height"].default
 
 
 def quad_to_box(quad: Quad) -> Box:
@@ -48,3 +54,33 @@ def shift_lines(lines: Iterable[TextLine], dx: float, dy: float) -> list[TextLin
     if dx == 0 and dy == 0:
         return list(lines)
     return [make_line(line.text, line.confidence, line.quad, dx, dy) for line in lines]
+
+
+def drop_short_lines(lines: list[TextLine], minimum_text_height: float, image_height: int) -> list[TextLine]:
+    """Honour ``minimum_text_height`` by dropping lines shorter than that fraction of the image height.
+
+    The default (1/32) is Apple Vision's speed hint, and on a 1080p screen it would drop every line of
+    12-16 px UI text, which Vision itself still reads. So the default and anything below it keep every
+    line (this engine reads small text anyway), and only a larger minimum filters. A line's height is
+    the mean length of its quad's left and right edges (its ink height once boxes are fitted).
+    """
+    if minimum_text_height <= DEFAULT_MIN_TEXT_HEIGHT:
+        return lines
+    limit = minimum_text_height * image_height
+    return [line for line in lines if _quad_height(line.quad) >= limit]
+
+
+def _quad_height(quad: Sequence[Sequence[float]]) -> float:
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = quad[:4]
+    return (math.hypot(x3 - x0, y3 - y0) + math.hypot(x2 - x1, y2 - y1)) / 2
+
+
+def sample_image(channels: int = 3) -> np.ndarray:
+    """A small white image with a few black words, for warm-up: a blank image would skip recognition and
+    leave the recogniser's model unloaded until the first real request."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    canvas = Image.new("L", (320, 64), 255)
+    ImageDraw.Draw(canvas).text((12, 16), "Warm up 0123", fill=0, font=ImageFont.load_default(size=28))
+    gray = np.asarray(canvas, dtype=np.uint8)
+    return gray if channels == 1 else np.ascontiguousarray(np.repeat(gray[:, :, None], channels, axis=2))

@@ -25,8 +25,7 @@ import numpy as np
 from ..errors import EngineUnavailable, ErrorCode, InvalidRequest
 from ..models import OcrOptions, PixelFormat, TextLine
 from .base import Engine, EngineOutput
-from .rapidocr import drop_short_lines, sample_image
-from .results import make_line
+from .results import drop_short_lines, make_line, sample_image
 
 #: Where distributions put tessdata, most specific first (Debian/Ubuntu, Fedora, Homebrew, /usr/local).
 TESSDATA_DIRS = (
@@ -209,7 +208,7 @@ class TesseractEngine(Engine):
         finally:
             api.Clear()  # drop tesseract's copy of the image and its results
         lines = drop_short_lines(lines, options.minimum_text_height, height)
-        return EngineOutput(lines=lines, warnings=warnings)
+        return EngineOutput(lines=lines, warnings=warnings, bytes_copied=len(pixels))
 
     @staticmethod
     def _option_warnings(options: OcrOptions) -> list[str]:

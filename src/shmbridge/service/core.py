@@ -174,6 +174,7 @@ class ServiceCore:
         """The whole request synchronously, for non-blocking engines (null): no admission wait, no thread
         hop, no task. The event loop is the only worker, so nothing can be queued behind it."""
         started = time.perf_counter()
+        self.metrics.check_mode(mode)
         try:
             if not self._accepting:
                 raise ServiceUnavailable("the service is shutting down", code=ErrorCode.SHUTTING_DOWN)
@@ -211,6 +212,7 @@ class ServiceCore:
                 if on_release is not None:
                     on_release()
         started = time.perf_counter()
+        self.metrics.check_mode(mode)
         released = False
 
         def release() -> None:
@@ -261,6 +263,7 @@ class ServiceCore:
         received_bytes: int | None,
     ) -> OcrResult:
         total_s = time.perf_counter() - started
+        copied += output.bytes_copied
         result = self._assemble(output, options, request_id, image, queue_s, engine_s, total_s)
         received = image.nbytes if received_bytes is None else received_bytes
         self.metrics.observe(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -86,18 +87,25 @@ class Metrics:
         )
         self._zero_copy_ratio.set_function(self.zero_copy_ratio)
         # Label lookups cost microseconds each: resolve every mode's children once.
-        self._per_mode = {
-            mode: (
-                self.queue_seconds.labels(mode),
-                self.engine_seconds.labels(mode),
-                self.total_seconds.labels(mode),
-                self.bytes_received.labels(mode),
-                self.bytes_copied.labels(mode),
-                self.zero_copy.labels(mode),
-                self.requests.labels(mode, "ok"),
-            )
-            for mode in MODES
-        }
+        self._per_mode = {mode: self._children(mode) for mode in MODES}
+
+    def _children(self, mode: str) -> tuple[Any, ...]:
+        if mode not in self.windows:
+            raise ValueError(f"unknown transport mode {mode!r}; one of {MODES}")
+        return (
+            self.queue_seconds.labels(mode),
+            self.engine_seconds.labels(mode),
+            self.total_seconds.labels(mode),
+            self.bytes_received.labels(mode),
+            self.bytes_copied.labels(mode),
+            self.zero_copy.labels(mode),
+            self.requests.labels(mode, "ok"),
+        )
+
+    def check_mode(self, mode: str) -> None:
+        """Raise ``ValueError`` for a mode label that is not one of ``MODES`` (a bug in a transport)."""
+        if mode not in self._per_mode:
+            self._children(mode)
 
     def observe(
         self,
