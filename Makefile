@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: serve test lint venv bench clean
+.PHONY: serve test lint venv bench clean system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,bench,tesseract]'
 	touch $@ $(VENV)/.installed-base
 
+# Debian's English data for the optional tesseract engine: installed only when missing and only where we may
+# (root with apt-get). Elsewhere the tesseract tests skip and say why.
+TESSDATA_ENG ?= /usr/share/tesseract-ocr/5/tessdata/eng.traineddata
+system-deps:
+	@if [ ! -e "$(TESSDATA_ENG)" ] && [ -z "$$TESSDATA_PREFIX" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing tesseract-ocr-eng with apt-get"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr-eng >/dev/null) \
+	    || echo "could not install tesseract-ocr-eng: the tesseract tests will skip"; \
+	fi
+
 venv: $(VENV)/.installed-base
 
 serve: $(VENV)/.installed-base
@@ -29,7 +39,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test system-deps
 	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest $(ARGS)
 
