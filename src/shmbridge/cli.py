@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shmbridge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_serve(sub)
+    from .client import commands
+
+    commands.add_ocr(sub)
+    commands.add_status(sub)
     return parser
 
 
@@ -88,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "serve":
         return _serve(args)
+    if args.command in ("ocr", "status"):
+        from .client import commands
+
+        return commands.run_ocr(args) if args.command == "ocr" else commands.run_status(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -110,7 +110,11 @@ class SessionClient:
         self.close()
 
     def close(self) -> None:
-        """Say BYE, close the socket and unmap every segment. Safe to call twice."""
+        """Say BYE, close the socket and unmap every segment. Safe to call twice, from any thread.
+
+        BYE is sent without blocking (a hung service must not hang ``close``), and the socket is shut down
+        before it is closed: that wakes a thread blocked reading it, which a bare ``close`` would not.
+        """
         with self._cond:
             sock, self._sock = self._sock, None
             if self._broken is None:
@@ -118,9 +122,16 @@ class SessionClient:
             self._cond.notify_all()
         if sock is not None:
             with contextlib.suppress(OSError):
-                sock.sendall(p.encode(p.Bye(0, "client closed")))
+                sock.send(p.encode(p.Bye(0, "client closed")), socket.MSG_DONTWAIT)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with self._cond:  # let a reader leave select/recv before its fd number can be reused
+                deadline = time.monotonic() + 1.0
+                while self._reading and time.monotonic() < deadline:
+                    self._cond.wait(0.05)
             sock.close()
-        self.state.close()
+        with self._cond:
+            self.state.close()
 
     @property
     def connected(self) -> bool:
@@ -167,6 +178,16 @@ class SessionClient:
             self.state.give_back(lease)
             self._cond.notify_all()
 
+    def has_slot_class(self, nbytes: int) -> bool:
+        """True when slots for ``nbytes`` exist, so ``acquire`` only waits for one (it never allocates)."""
+        with self._cond:
+            return self.state.has_class_for(nbytes)
+
+    def owns(self, lease: SlotLease) -> bool:
+        """True when ``lease`` is a slot of this (still open) session."""
+        with self._cond:
+            return self.state.segments.get(lease.segment.id) is lease.segment
+
     @contextlib.contextmanager
     def lease(self, height: int, width: int, channels: int = 3, timeout: float | None = None) -> Iterator[SlotLease]:
         """A slot big enough for one frame, returned to the pool when the block ends."""
@@ -200,10 +221,12 @@ class SessionClient:
         try:
             reply = self._wait(rid, deadline)
         except RequestTimeout:
-            # The service may still read these pixels: the slot returns only with the late reply.
+            # The service may still read these pixels: the slot returns only with the late reply, unless
+            # that reply slipped in between the timeout and this lock (then the slot is free already).
             with self._cond:
-                self._abandoned[rid] = lease
-                lease.released = True
+                if self._replies.pop(rid, None) is None:
+                    self._abandoned[rid] = lease
+                    lease.released = True
             raise
         return self.state.result_of(reply)
 
@@ -257,28 +280,39 @@ class SessionClient:
                 self._reading = True
                 self._cond.release()
                 try:
-                    events = self._read_once(remaining)
+                    chunk = self._read_once(remaining)
                 finally:
                     self._cond.acquire()
                     self._reading = False
-                self._dispatch(events)
+                if chunk is not None:
+                    self._dispatch(self._feed(*chunk))
                 self._cond.notify_all()
 
-    def _read_once(self, timeout: float) -> list[p.Event]:
+    def _read_once(self, timeout: float) -> tuple[bytes, list[int]] | None:
         """One read of the socket (without the condition held). Errors break the session."""
         sock = self._sock
         if sock is None:
-            return []
+            return None
         try:
             ready, _, _ = select.select([sock], [], [], timeout)
             if not ready:
-                return []
+                return None
             data, fds = recv_with_fds(sock, _RECV)
         except (OSError, ValueError) as exc:
             self._fail(SessionClosed(f"reading from the service failed: {exc}"))
-            return []
+            return None
         if not data:
+            for fd in fds:
+                os.close(fd)
             self._fail(SessionClosed("the service closed the session"))
+            return None
+        return data, fds
+
+    def _feed(self, data: bytes, fds: list[int]) -> list[p.Event]:
+        """Decode with the condition held: attaching a segment changes the free lists other threads read."""
+        if self.state.closed:
+            for fd in fds:
+                os.close(fd)
             return []
         try:
             return self.state.feed(data, fds)
@@ -407,6 +441,14 @@ class AsyncSessionClient:
         self.state.give_back(lease)
         self._freed.set()
 
+    def has_slot_class(self, nbytes: int) -> bool:
+        """True when slots for ``nbytes`` exist, so ``acquire`` only waits for one (it never allocates)."""
+        return self.state.has_class_for(nbytes)
+
+    def owns(self, lease: SlotLease) -> bool:
+        """True when ``lease`` is a slot of this (still open) session."""
+        return self.state.segments.get(lease.segment.id) is lease.segment
+
     @contextlib.asynccontextmanager
     async def lease(
         self, height: int, width: int, channels: int = 3, timeout: float | None = None
@@ -482,6 +524,8 @@ class AsyncSessionClient:
                 raise RequestTimeout(f"no reply from the service within {timeout:.3g}s (request {rid})") from None
         finally:
             self._waiters.pop(rid, None)
+            if future.done() and not future.cancelled():
+                future.exception()  # a failure _fail() set on it is raised here already: mark it retrieved
 
     async def _read_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,345 @@
+"""What ``Client`` and ``AsyncClient`` share, with no I/O: configuration, lifecycle, options, results, policy.
+
+The two shells (``sync_client.Client``, ``async_client.AsyncClient``) differ only in how they wait. Everything
+they decide lives here once:
+
+- the lifecycle (``Lifecycle``: unopened → opened → closed) and the ``UsageError`` for a closed client;
+- ``RetryPolicy`` (HTTP retries, and the reconnect backoff) and ``BackoffClock`` (when to try the session again);
+- which session failures HTTP may serve (``session_failure``) and what a result is labelled with
+  (``communication_mode``):
+
+  ``shared_memory``  the call went over the session, pixels by reference;
+  ``http_fallback``  shared memory was expected for this call but could not serve it: the session broke
+                     (EOF, timeout, protocol error), a limit refused the frame or the handshake, or a socket
+                     the caller configured explicitly (argument or ``SHMBRIDGE_SOCKET``) cannot be reached;
+  ``http``           ``mode="http"``, or shared memory was never there: no socket configured and none
+                     discovered, or the discovered socket never answered (e.g. not mounted into a container).
+
+This module must never open a socket, start a thread or sleep.
+"""
+
+from __future__ import annotations
+
+import copy
+import enum
+import math
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import (
+    Busy,
+    InvalidRequest,
+    LimitExceeded,
+    ProtocolError,
+    RequestTimeout,
+    ServiceUnavailable,
+    ShmBridgeError,
+    TransportError,
+    UsageError,
+)
+from ..models import OcrOptions, OcrResult, Roi
+from ..protocol import Welcome
+from .inputs import Prepared
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+SOCKET_ENV = "SHMBRIDGE_SOCKET"
+CommunicationMode = Literal["shared_memory", "http", "http_fallback"]
+
+
+class Lifecycle(enum.Enum):
+    """Where a client is in its life. Calls open an unopened client; nothing reopens a closed one."""
+
+    UNOPENED = "unopened"
+    OPENED = "opened"
+    CLOSED = "closed"
+
+
+class Mode(enum.StrEnum):
+    """How a client may reach the service."""
+
+    AUTO = "auto"  # shared memory when the session works, else HTTP
+    SHM = "shm"  # shared memory only: failures raise, never fall back
+    HTTP = "http"  # HTTP only: never opens a session
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently to retry.
+
+    ``attempts`` counts HTTP tries per call (the first included), made only for what the service says is
+    temporarily unavailable (connection refused or lost, 503 with or without ``Retry-After``), and only for
+    idempotent requests. The wait before retry *n* is ``backoff * 2**(n-1)``, capped at ``max_backoff``,
+    stretched or shrunk by up to ``jitter`` (a fraction) so clients do not retry in lockstep; a
+    ``Retry-After`` from the service is honoured when longer. A lost session is reconnected with the same
+    backoff, without an attempt limit.
+    """
+
+    attempts: int = 3
+    backoff: float = 0.1
+    max_backoff: float = 2.0
+    jitter: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("attempts counts the first try too: at least 1")
+        if self.backoff < 0 or self.max_backoff < self.backoff:
+            raise ValueError("need 0 <= backoff <= max_backoff")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError("jitter is a fraction between 0 and 1")
+
+    def delay(self, failures: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after ``failures`` consecutive failures (1 = the first)."""
+        base = min(self.max_backoff, self.backoff * 2 ** max(0, failures - 1))
+        wait = base * (1 + random.uniform(-self.jitter, self.jitter))
+        return max(wait, retry_after or 0.0)
+
+
+class BackoffClock:
+    """When the next attempt to (re)open the session is due. Thread-safe (a lock, never a wait)."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.failures = 0
+        self._next_at = 0.0
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        return time.monotonic() >= self._next_at
+
+    def remaining(self) -> float:
+        return max(0.0, self._next_at - time.monotonic())
+
+    def failed(self) -> float:
+        """Record a failure; returns the seconds until the next attempt."""
+        with self._lock:
+            self.failures += 1
+            wait = self.policy.delay(self.failures)
+            self._next_at = time.monotonic() + wait
+            return wait
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self.failures = 0
+            self._next_at = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. ``request`` bounds one call over HTTP (retries included); ``session`` bounds waiting for a
+    slot and for the reply on the session (default: ``request``), after which the session counts as broken
+    and the call goes over HTTP with a fresh ``request`` budget; ``connect`` bounds opening a connection,
+    the session handshake and service discovery."""
+
+    request: float = 30.0
+    connect: float = 2.0
+    session: float | None = None
+
+    @property
+    def session_timeout(self) -> float:
+        return self.request if self.session is None else self.session
+
+
+class ClientResult(OcrResult):
+    """An ``OcrResult`` plus how it travelled and how long the caller waited.
+
+    ``processing_time_ms`` (inherited) is the service's own time; ``total_time_ms`` is measured by the
+    client around the whole call, fallback and retries included.
+    """
+
+    communication_mode: CommunicationMode
+    total_time_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class OcrCall:
+    """One OCR call as both transports take it."""
+
+    image: Prepared
+    options: OcrOptions
+    request_id: str | None
+    timeout: float
+    fallback: bool = False
+
+
+class SessionFailure(Exception):
+    """Internal: a session call failed in a way HTTP can serve. Never escapes a client.
+
+    ``broken`` says the session itself is lost (close it and reconnect); otherwise only this frame was
+    refused (a limit) and the session stays.
+    """
+
+    def __init__(self, error: ShmBridgeError, *, broken: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.broken = broken
+
+
+def session_failure(exc: ShmBridgeError, *, waiting_for_slot: bool = False) -> SessionFailure | None:
+    """What HTTP may serve instead of the session, or ``None`` when the error is the caller's answer.
+
+    - The session is lost (EOF, reply timeout, protocol error, unreachable): fall back and reconnect.
+    - A limit refused this frame or this session (bytes, sessions, frame size): fall back, keep the session.
+    - Every slot stayed lent (``waiting_for_slot``), the service is busy (HTTP shares its admission), the
+      request is invalid or the engine failed: HTTP would answer the same, so the error is raised.
+    """
+    if waiting_for_slot and isinstance(exc, RequestTimeout):
+        return None
+    if isinstance(exc, TransportError | ProtocolError):
+        return SessionFailure(exc, broken=True)
+    if isinstance(exc, LimitExceeded) and not isinstance(exc, Busy):
+        return SessionFailure(exc, broken=False)
+    return None
+
+
+# -- options and results -----------------------------------------------------------------------------------
+
+_OPTION_NAMES = frozenset(OcrOptions.model_fields)
+
+
+def build_options(options: OcrOptions | None = None, **fields: Any) -> OcrOptions:
+    """``OcrOptions`` from keyword arguments (``roi`` may be a ``Roi``, ``"x,y,w,h"`` or a 4-tuple).
+
+    Unknown names are an error, never ignored, exactly as on the service.
+    """
+    unknown = sorted(set(fields) - _OPTION_NAMES)
+    if unknown:
+        raise InvalidRequest(f"unknown OCR option(s): {', '.join(unknown)}; known: {', '.join(sorted(_OPTION_NAMES))}")
+    given = {key: value for key, value in fields.items() if value is not None}
+    if options is not None and not given:
+        return options
+    try:
+        roi = given.get("roi")
+        if isinstance(roi, str):
+            given["roi"] = Roi.parse(roi)
+        elif isinstance(roi, tuple | list):
+            x, y, w, h = roi
+            given["roi"] = Roi(x=x, y=y, width=w, height=h)
+        merged = {**options.model_dump(), **given} if options is not None else given
+        return OcrOptions(**merged)
+    except ValueError as exc:  # pydantic's ValidationError, or a roi that is not four numbers
+        raise InvalidRequest(f"invalid OCR options: {exc}") from None
+
+
+def shape_result(result: OcrResult, mode: CommunicationMode, started: float) -> ClientResult:
+    """The shared result plus the client's view of the call."""
+    elapsed_ms = (time.perf_counter() - started) * 1e3
+    # The result was validated when it was parsed: construct, do not validate every line again.
+    return ClientResult.model_construct(**dict(result), communication_mode=mode, total_time_ms=elapsed_ms)
+
+
+def info_from_welcome(welcome: Welcome, socket_path: Path | None) -> dict[str, Any]:
+    """What a session's WELCOME tells about the service, shaped like ``/api/v1/bridge/info`` (no HTTP needed)."""
+    return {
+        "service": "shmbridge",
+        "protocol_version": welcome.version,
+        "modes": {"shm_session": True},
+        "socket_path": str(socket_path) if socket_path else None,
+        "session_id": welcome.session_id,
+        "limits": dict(welcome.limits),
+        "engine": dict(welcome.engine),
+        "source": "session",
+    }
+
+
+def socket_from_info(info: dict[str, Any]) -> str | None:
+    """The session socket a ``/api/v1/bridge/info`` answer advertises, if session mode is on."""
+    modes = info.get("modes") or {}
+    enabled = modes.get("shm_session", False) if isinstance(modes, dict) else "shm_session" in modes
+    path = info.get("socket_path")
+    return str(path) if enabled and path else None
+
+
+# -- the base of both shells ------------------------------------------------------------------------------
+
+
+class BaseClient:
+    """Configuration and decisions shared by ``Client`` and ``AsyncClient``; no I/O."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        socket: str | os.PathLike[str] | None = None,
+        mode: Mode | str = Mode.AUTO,
+        timeout: float | Timeouts = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.mode = Mode(mode)
+        self.timeouts = timeout if isinstance(timeout, Timeouts) else Timeouts(request=float(timeout))
+        self.retry = retry or RetryPolicy()
+        configured = socket if socket is not None else os.environ.get(SOCKET_ENV) or None
+        #: The socket the caller named (argument or environment); ``None`` means "discover it".
+        self.configured_socket: Path | None = Path(configured) if configured else None
+        self.socket_path: Path | None = self.configured_socket
+        self.state = Lifecycle.UNOPENED
+        self._clock = BackoffClock(self.retry)
+        # Shared memory was expected: a socket was configured, or a session opened or was refused by a limit.
+        self._shm_expected = self.configured_socket is not None and self.mode is not Mode.HTTP
+        self._last_session_error: ShmBridgeError | None = None
+        #: Discovery got an answer and it names no session socket: stop looking.
+        self._discovered_none = False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url} mode={self.mode.value} {self.state.value}>"
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    def _check_open(self) -> bool:
+        """``UsageError`` on a closed client; True when it still has to be opened."""
+        if self.state is Lifecycle.CLOSED:
+            raise UsageError(f"this {type(self).__name__} is closed; create a new one")
+        return self.state is Lifecycle.UNOPENED
+
+    # -- decisions -------------------------------------------------------------------------------------------
+
+    def _http_label(self) -> CommunicationMode:
+        return "http_fallback" if self._shm_expected else "http"
+
+    def _note_session_opened(self) -> None:
+        self._shm_expected = True
+        self._last_session_error = None
+        self._clock.succeeded()
+
+    def _note_session_refused(self, exc: ShmBridgeError) -> float:
+        """A connect or handshake failed; returns the seconds until the next attempt."""
+        if isinstance(exc, LimitExceeded):
+            self._shm_expected = True  # reachable, but refused: this is a fallback, not a missing socket
+        self._last_session_error = exc
+        return self._clock.failed()
+
+    def _note_session_lost(self, exc: ShmBridgeError) -> None:
+        self._last_session_error = exc
+        self._clock.failed()
+
+    def _discovery_done(self, found: str | None) -> None:
+        if found is None:
+            self._discovered_none = True
+        else:
+            self.socket_path = Path(found)
+
+    def _no_session_error(self) -> ShmBridgeError:
+        """What ``mode="shm"`` raises when no session can be had."""
+        if self._last_session_error is not None:
+            return copy.copy(self._last_session_error)  # a fresh instance: no traceback piles up on re-raise
+        if self.socket_path is None:
+            return ServiceUnavailable(
+                f"no session socket: pass socket=, set {SOCKET_ENV}, or run a service with sessions on at {self.url}"
+            )
+        return ServiceUnavailable(f"no session on {self.socket_path}")
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds (the delta form; an HTTP date is treated as 1 s)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return 1.0
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None

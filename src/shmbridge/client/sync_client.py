@@ -1,0 +1,295 @@
+"""``Client``: the blocking shell over ``base.BaseClient``, a session transport and an HTTP transport.
+
+It owns one ``SessionClient`` (when shared memory works) and one pooled ``httpx.Client``, and is safe to share
+between threads. It starts no thread: a lost session is reopened lazily. The first call after the backoff
+clock (``RetryPolicy``: exponential, jittered) falls due tries to reconnect, while calls in other threads
+keep going over HTTP instead of waiting for it. That is the simplest design that is correct here: nothing
+runs after ``close()``, nothing needs joining, and an idle client costs nothing. In ``mode="shm"`` a call
+with no session tries to connect at once and raises the typed error if it cannot.
+
+Lock order: ``_connect_lock`` (one connecting thread) before ``_lock`` (lifecycle and the session reference);
+neither is held during an OCR call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ServiceUnavailable, ShmBridgeError
+from ..models import OcrOptions, PixelFormat, TextLine
+from .base import (
+    DEFAULT_URL,
+    BaseClient,
+    ClientResult,
+    Lifecycle,
+    Mode,
+    OcrCall,
+    RetryPolicy,
+    SessionFailure,
+    Timeouts,
+    build_options,
+    info_from_welcome,
+    shape_result,
+    socket_from_info,
+)
+from .http import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, HttpTransport
+from .inputs import FrameRegistry, Prepared, prepare
+from .session import SessionClient
+from .shm import SessionTransport
+
+
+class Client(BaseClient):
+    """Blocking OCR client: shared memory when it can, HTTP when it must. Thread-safe.
+
+    ::
+
+        with shmbridge.Client() as client:
+            result = client.ocr("screenshot.png")               # decoded into shared memory once
+            with client.frame(1080, 1920) as frame:              # zero-copy: render straight into a slot
+                render(frame)
+                result = client.ocr(frame)
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        socket: str | os.PathLike[str] | None = None,
+        mode: Mode | str = Mode.AUTO,
+        timeout: float | Timeouts = 30.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(url, socket=socket, mode=mode, timeout=timeout, retry=retry)
+        self._http = HttpTransport(self.url, self.timeouts, self.retry)
+        self._session: SessionTransport | None = None
+        self._lock = threading.Lock()
+        self._connect_lock = threading.Lock()
+        self._frames = FrameRegistry()
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    def open(self) -> Client:
+        """Discover the socket and open the session now (calls do this themselves when needed)."""
+        with self._lock:
+            if not self._check_open():
+                return self
+            self.state = Lifecycle.OPENED
+        if self.mode is not Mode.HTTP:
+            self._session_or_none()
+        return self
+
+    def close(self) -> None:
+        """Close the session and the HTTP pool. Safe to call twice; later calls raise ``UsageError``."""
+        with self._lock:
+            if self.state is Lifecycle.CLOSED:
+                return
+            self.state = Lifecycle.CLOSED
+            session, self._session = self._session, None
+        if session is not None:
+            session.close()
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self.open()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def session_active(self) -> bool:
+        """True while calls go over shared memory."""
+        session = self._session
+        return session is not None and session.connected
+
+    # -- OCR ---------------------------------------------------------------------------------------------------
+
+    def ocr(
+        self,
+        image: Any,
+        *,
+        pixel_format: PixelFormat | str | None = None,
+        request_id: str | None = None,
+        timeout: float | None = None,
+        options: OcrOptions | None = None,
+        **option_fields: Any,
+    ) -> ClientResult:
+        """OCR one image: a numpy array, PIL image, path, PNG/JPEG bytes, or a frame from ``frame()``.
+
+        A frame travels by reference; anything else is copied (or decoded) into a slot once. Options are
+        ``recognition_level``, ``languages``, ``custom_words``, ``minimum_text_height`` and ``roi``.
+        """
+        started = time.perf_counter()
+        if self._check_open():
+            self.open()
+        opts = build_options(options, **option_fields)
+        return self._ocr(prepare(image, pixel_format, self._frames), opts, request_id, timeout, started)
+
+    def ocr_batch(self, images: Iterable[Any], **options: Any) -> list[ClientResult]:
+        """OCR several images, one after another. For concurrency share the client between threads, or use
+        ``AsyncClient``."""
+        return [self.ocr(image, **options) for image in images]
+
+    def detect_text(self, image: Any, **options: Any) -> list[TextLine]:
+        """Only the text regions (text, confidence, box in pixels, top-left origin) of ``image``."""
+        return self.ocr(image, **options).lines
+
+    @contextlib.contextmanager
+    def frame(
+        self, height: int, width: int, channels: int = 3, *, timeout: float | None = None
+    ) -> Iterator[np.ndarray]:
+        """A writable H×W(×C) uint8 array in shared memory; ``client.ocr(frame)`` sends it by reference.
+
+        Render into it in place, then OCR it (crops of it travel by reference too). With no session (HTTP
+        mode, or shared memory unavailable in auto mode) it is a plain numpy array and ``ocr`` sends its
+        bytes over HTTP. Waits up to ``timeout`` for a free slot, then raises ``RequestTimeout``.
+        """
+        if self._check_open():
+            self.open()
+        session = self._session_or_none()
+        lease = None
+        if session is not None:
+            try:
+                lease = session.lease_frame(height, width, channels, timeout or self.timeouts.session_timeout)
+            except SessionFailure as failure:
+                self._lost(session, failure)
+                if self.mode is Mode.SHM:
+                    raise failure.error from None
+        elif self.mode is Mode.SHM:
+            raise self._no_session_error()
+        if lease is None or session is None:
+            yield np.zeros((height, width) if channels == 1 else (height, width, channels), np.uint8)
+            return
+        self._frames.add(lease)
+        try:
+            assert lease.array is not None
+            yield lease.array
+        finally:
+            self._frames.remove(lease)
+            session.release(lease)
+
+    def _ocr(
+        self, prepared: Prepared, opts: OcrOptions, request_id: str | None, timeout: float | None, started: float
+    ) -> ClientResult:
+        """The one place that chooses between the transports."""
+        session = self._session_or_none()
+        if session is None and self.mode is Mode.SHM:
+            raise self._no_session_error()
+        failed: SessionFailure | None = None
+        if session is not None:
+            call = OcrCall(prepared, opts, request_id, timeout or self.timeouts.session_timeout)
+            try:
+                return shape_result(session.handle(call), "shared_memory", started)
+            except SessionFailure as failure:
+                self._lost(session, failure)
+                if self.mode is Mode.SHM:
+                    raise failure.error from None
+                failed = failure
+        label = "http_fallback" if failed is not None else self._http_label()
+        call = OcrCall(prepared, opts, request_id, timeout or self.timeouts.request, label == "http_fallback")
+        try:
+            return shape_result(self._http.handle(call), label, started)
+        except ShmBridgeError as exc:
+            if failed is not None:
+                exc.add_note(f"shared memory failed first: {type(failed.error).__name__}: {failed.error}")
+            raise
+
+    # -- service -----------------------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        """``/health``: ``ready`` is False (HTTP 503) while the service starts or shuts down."""
+        self._check_open()
+        return self._http.get_json(HEALTH_PATH, accept=(200, 503))
+
+    def info(self) -> dict[str, Any]:
+        """``/api/v1/bridge/info`` (modes, socket, protocol version, limits, engine); from the session's
+        WELCOME when HTTP is off."""
+        self._check_open()
+        try:
+            return self._http.get_json(INFO_PATH)
+        except ShmBridgeError:
+            session = self._session
+            if session is None or not session.connected:
+                raise
+            return info_from_welcome(session.session.welcome, self.socket_path)
+
+    def metrics(self) -> dict[str, Any]:
+        """``/metrics/enhanced``: counters by mode, latency percentiles, zero-copy and fallback ratios."""
+        self._check_open()
+        return self._http.get_json(ENHANCED_METRICS_PATH)
+
+    # -- the session ---------------------------------------------------------------------------------------
+
+    def _session_or_none(self) -> SessionTransport | None:
+        """The open session, or a fresh one if a reconnect is due, or ``None`` (use HTTP)."""
+        session = self._session
+        if session is not None and session.connected:
+            return session
+        if self.mode is Mode.HTTP:
+            return None
+        if session is not None:
+            self._lost(session, SessionFailure(ServiceUnavailable("the session ended"), broken=True))
+        if self._discovered_none:
+            return None
+        if self.mode is Mode.SHM:
+            self._connect_lock.acquire()  # shm mode waits for a connecting thread; auto mode uses HTTP meanwhile
+        elif not self._connect_lock.acquire(blocking=False):
+            return None
+        try:
+            current = self._session
+            if current is not None and current.connected:
+                return current
+            if self.mode is Mode.AUTO and not self._clock.due():
+                return None
+            return self._connect()
+        finally:
+            self._connect_lock.release()
+
+    def _connect(self) -> SessionTransport | None:
+        path = self._resolve_socket()
+        if path is None:
+            return None
+        try:
+            session = SessionClient(path, timeout=self.timeouts.connect).connect()
+        except ShmBridgeError as exc:
+            self._note_session_refused(exc)
+            return None
+        transport = SessionTransport(session)
+        with self._lock:
+            if self.state is Lifecycle.CLOSED:
+                session.close()
+                return None
+            self._session = transport
+        self._note_session_opened()
+        return transport
+
+    def _resolve_socket(self) -> Path | None:
+        """The configured socket, else the one ``/api/v1/bridge/info`` advertises (asked once it answers)."""
+        if self.socket_path is not None:
+            return self.socket_path
+        try:
+            info = self._http.get_json(INFO_PATH, timeout=self.timeouts.connect)
+        except ShmBridgeError as exc:
+            self._note_session_refused(exc)  # HTTP down too: ask again when the clock is due
+            return None
+        found = socket_from_info(info)
+        self._discovery_done(found)
+        return self.socket_path
+
+    def _lost(self, session: SessionTransport, failure: SessionFailure) -> None:
+        """Forget a broken session (once, whichever thread notices first); the clock schedules the reconnect."""
+        if not failure.broken:
+            return
+        with self._lock:
+            if self._session is not session:
+                return
+            self._session = None
+        session.close()
+        self._note_session_lost(failure.error)
