@@ -111,7 +111,7 @@ def response_failure(response: httpx.Response) -> Failure:
     return Failure(error, response.status_code == 503, retry_after)
 
 
-def transport_failure(exc: httpx.HTTPError, url: str) -> Failure:
+def transport_failure(exc: httpx.HTTPError | httpx.InvalidURL, url: str) -> Failure:
     """An httpx exception as the typed error it means."""
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return Failure(UsageError(f"bad service URL {url!r}: {exc}"), False, cause=exc)
@@ -195,7 +195,7 @@ class HttpTransport:
             timeout = _httpx_timeout(self.timeouts, deadline - time.monotonic())
             try:
                 response = self._client.request(method, path, timeout=timeout, **kwargs)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 failure = transport_failure(exc, self.url)
             else:
                 if response.status_code in accept:
@@ -245,7 +245,7 @@ class AsyncHttpTransport:
             timeout = _httpx_timeout(self.timeouts, deadline - time.monotonic())
             try:
                 response = await self._client.request(method, path, timeout=timeout, **kwargs)
-            except httpx.HTTPError as exc:
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
                 failure = transport_failure(exc, self.url)
             else:
                 if response.status_code in accept:
