@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from .engines import ENGINES, default_engine_name
 
@@ -93,7 +93,9 @@ class ServiceConfig(BaseSettings):
     def load(cls, config_file: Path | None = None, **overrides: Any) -> ServiceConfig:
         """Defaults < file < environment < ``overrides`` (flags). ``None`` overrides are ignored."""
         file_values = _read_config_file(config_file) if config_file else {}
-        env_values = cls().model_dump(exclude_unset=True)
+        # The environment's values as given, not validated on their own: validating them against the
+        # defaults would refuse combinations that are valid once the file and flags are merged in.
+        env_values = EnvSettingsSource(cls)()
         given = {key: value for key, value in overrides.items() if value is not None}
         return cls(**{**file_values, **env_values, **given})
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +39,7 @@ class Server:
         self.sessions: SessionServer | None = None
         self.budget = MemoryBudget(config.total_bytes, config.max_sessions)
         self._http: Any = None
+        self._app: Any = None
         self._http_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._force = False
@@ -77,14 +79,15 @@ class Server:
 
         from .http_app import create_app
 
-        app = create_app(self.core, self.sessions, self.budget)
+        app = self._app = create_app(self.core, self.sessions, self.budget)
         uv_config = uvicorn.Config(
             app,
             host=self.config.http_host,
             port=self.config.http_port,
             log_level="warning",
             lifespan="off",
-            timeout_graceful_shutdown=int(self.config.drain_timeout),
+            # uvicorn wants whole seconds; int() would turn a short drain (0.5 s) into "cancel at once".
+            timeout_graceful_shutdown=max(1, math.ceil(self.config.drain_timeout)),
         )
         self._http = _EmbeddedUvicorn(uv_config)
         self._http_task = asyncio.get_running_loop().create_task(self._http.serve(), name="http")
@@ -122,6 +125,9 @@ class Server:
             self.core.stop_accepting()
             await self.core.drain(timeout)
             self.core.close()
+        regions = getattr(getattr(self._app, "state", None), "regions", None)
+        if regions is not None:  # after the engines stopped: no thread reads a region any more
+            regions.close()
         log.info("shmbridge stopped")
 
     @contextlib.contextmanager

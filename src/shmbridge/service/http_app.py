@@ -1,0 +1,174 @@
+"""The HTTP side of the service: ``create_app(core, sessions, budget)`` builds the FastAPI application.
+
+It wires the routers (legacy JSON in ``http_legacy``, raw and encoded bodies in ``http_fast``, named
+regions in ``http_shmem``), the one error shape and body limits (``http_errors``), and serves the small
+read-only routes itself: ``/health``, ``/api/v1/bridge/info``, ``/metrics`` (Prometheus) and
+``/metrics/enhanced`` (JSON with percentiles). OpenAPI is at ``/openapi.json``, its UI at ``/docs``.
+
+It must never do OCR itself or bypass ``ServiceCore.process``: every transport shares admission, timeouts
+and metrics there. The region registry it creates is closed by ``Server`` at shutdown
+(``app.state.regions``), after the core has drained.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import metadata
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.responses import JSONResponse, Response
+
+from .. import protocol
+from ..memory import MemoryBudget
+from .core import ServiceCore
+from .http_context import DecodeGate, HttpContext
+from .http_errors import BodyLimitMiddleware, install_error_handlers
+from .http_fast import fast_router
+from .http_legacy import LEGACY_JSON_PATHS, legacy_router
+from .http_shmem import shmem_router
+from .metrics import MODES
+from .regions import RegionRegistry
+from .session_server import SessionServer
+
+#: Body limit of routes that take no image (region registration, shared-memory requests, GETs).
+SMALL_BODY = 1 << 20
+
+
+def _version() -> str:
+    try:
+        return metadata.version("shmbridge")
+    except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+def create_app(core: ServiceCore, sessions: SessionServer | None, budget: MemoryBudget) -> FastAPI:
+    """The FastAPI app for one service; ``sessions`` is ``None`` when session mode is off."""
+    config = core.config
+    regions = RegionRegistry(config.region_dir, config.max_regions_per_client, config.max_region_bytes)
+    gate = DecodeGate(max(2, config.in_flight_limit), config.queue_size, config.request_timeout, config.retry_after)
+    ctx = HttpContext(core, sessions, budget, regions, gate)
+    app = FastAPI(
+        title="shmbridge",
+        version=_version(),
+        description="OCR over shared memory with an HTTP fallback. Boxes are pixels with a top-left origin.",
+    )
+    app.state.context = ctx
+    app.state.regions = regions
+
+    def limit_for(path: str) -> int:
+        if path == "/api/v1/ocr":
+            return config.max_frame_bytes
+        if path in LEGACY_JSON_PATHS:
+            return ctx.json_body_limit
+        return SMALL_BODY
+
+    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for, json_paths=LEGACY_JSON_PATHS)
+    install_error_handlers(app)
+    app.include_router(legacy_router(ctx))
+    app.include_router(fast_router(ctx))
+    app.include_router(shmem_router(ctx))
+    _add_service_routes(app, ctx)
+    return app
+
+
+def _add_service_routes(app: FastAPI, ctx: HttpContext) -> None:
+    core, config = ctx.core, ctx.config
+
+    @app.get("/health", tags=["service"], summary="200 when ready, 503 while starting or shutting down")
+    async def health() -> JSONResponse:
+        body = {
+            "status": "ok" if core.ready else "unavailable",
+            "ready": core.ready,
+            "engine": core.pool.name,
+            "version": _version(),
+            "uptime_s": round(time.time() - core.started_at, 3),
+            "in_flight": core.in_flight,
+            "queued": core.queued,
+            "last_error": core.last_error,
+        }
+        return JSONResponse(body, status_code=200 if core.ready else 503)
+
+    @app.get("/api/v1/bridge/info", tags=["service"], summary="Modes, socket, protocol version, limits, engine")
+    async def bridge_info() -> dict[str, Any]:
+        return {
+            "service": "shmbridge",
+            "version": _version(),
+            "protocol_version": protocol.VERSION,
+            "modes": {
+                "http": True,
+                "legacy": True,
+                "shm_session": ctx.sessions is not None,
+                "shm_region": ctx.regions.enabled,
+            },
+            "socket_path": str(ctx.sessions.socket_path) if ctx.sessions is not None else None,
+            "region_dir": str(config.region_dir) if ctx.regions.enabled else None,
+            "coordinates": "pixels, top-left origin",
+            "limits": {
+                "max_frame_bytes": config.max_frame_bytes,
+                "max_pixels": config.max_pixels,
+                "max_json_body_bytes": ctx.json_body_limit,
+                "max_in_flight": config.in_flight_limit,
+                "queue_size": config.queue_size,
+                "request_timeout": config.request_timeout,
+                "engine_timeout": config.engine_timeout,
+                "max_sessions": config.max_sessions,
+                "session_bytes": config.session_bytes,
+                "total_bytes": config.total_bytes,
+                "slots_per_segment": config.slots_per_segment,
+                "max_regions_per_client": config.max_regions_per_client,
+                "max_region_bytes": config.max_region_bytes,
+            },
+            "engine": {**core.pool.capabilities(), "workers": core.pool.size},
+        }
+
+    @app.get("/metrics", tags=["service"], summary="Prometheus text format")
+    async def metrics() -> Response:
+        return Response(core.metrics.prometheus_text(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/metrics/enhanced", tags=["service"], summary="The same figures as JSON, with p50/p95/p99")
+    async def metrics_enhanced() -> dict[str, Any]:
+        return enhanced_metrics(ctx)
+
+
+def _samples(metric: Any) -> list[Any]:
+    return [sample for family in metric.collect() for sample in family.samples]
+
+
+def _gauge(metric: Any) -> float:
+    return next((sample.value for sample in _samples(metric)), 0.0)
+
+
+def _per_mode(metric: Any) -> dict[str, float]:
+    return {s.labels["mode"]: s.value for s in _samples(metric) if s.name.endswith("_total")}
+
+
+def enhanced_metrics(ctx: HttpContext) -> dict[str, Any]:
+    """Counters by mode and outcome, latency percentiles (seconds), ratios and gauges, as plain JSON."""
+    m = ctx.core.metrics
+    requests: dict[str, dict[str, float]] = {}
+    for sample in _samples(m.requests):
+        if sample.name.endswith("_total"):
+            requests.setdefault(sample.labels["mode"], {})[sample.labels["outcome"]] = sample.value
+    total = sum(sum(outcomes.values()) for outcomes in requests.values())
+    fallbacks = m.counter_total(m.fallbacks)
+    return {
+        "uptime_s": round(time.time() - ctx.core.started_at, 3),
+        "requests": requests,
+        "requests_total": total,
+        "latency_seconds": {mode: m.windows[mode].percentiles() for mode in MODES},
+        "zero_copy_ratio": m.zero_copy_ratio(),
+        "zero_copy_requests": _per_mode(m.zero_copy),
+        "fallbacks": fallbacks,
+        "fallback_ratio": fallbacks / total if total else 0.0,
+        "bytes_received": _per_mode(m.bytes_received),
+        "bytes_copied": _per_mode(m.bytes_copied),
+        "in_flight": _gauge(m.in_flight),
+        "queued": _gauge(m.queued),
+        "sessions": _gauge(m.sessions),
+        "slots_in_use": _gauge(m.slots_in_use),
+        "bytes_mapped": _gauge(m.bytes_mapped),
+        "regions": _gauge(m.regions),
+        "region_bytes_mapped": ctx.regions.status()["bytes_mapped"],
+    }

@@ -1,0 +1,193 @@
+"""What every HTTP route shares: the service objects, request ids, client ids, body reading and decoding.
+
+``HttpContext`` is built once by ``http_app.create_app`` and handed to each router factory, so routes
+never reach into globals. It owns the decode gate (CPU work done before admission is bounded too) and the
+one helper that turns encoded bytes into an ``OcrResult``. It must never hold pixels past a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..config import ServiceConfig
+from ..errors import Busy, ErrorCode, FrameTooLarge, InvalidRequest, RequestTimeout, ShmBridgeError
+from ..memory import MemoryBudget
+from ..models import OcrOptions, OcrResult
+from .core import ServiceCore
+from .http_images import Decoded
+from .regions import RegionRegistry
+from .session_server import SessionServer
+
+T = TypeVar("T")
+
+#: Header a client sets on requests it sends because shared memory failed (counted in metrics.fallbacks).
+FALLBACK_HEADER = "x-shmbridge-fallback"
+#: Header naming the client for region quotas; without it the client is its remote address.
+CLIENT_HEADER = "x-shmbridge-client"
+REQUEST_ID_HEADER = "x-request-id"
+_MAX_ID = 128
+
+
+class DecodeGate:
+    """At most ``permits`` decodes run at once (in worker threads); at most ``queue_size`` wait.
+
+    Decoding happens before the core's admission, so without this gate a burst of large PNGs would
+    decode all at once. Beyond the queue a caller gets ``Busy``, exactly as from the core.
+    """
+
+    def __init__(self, permits: int, queue_size: int, timeout: float, retry_after: float) -> None:
+        self._semaphore = asyncio.Semaphore(permits)
+        self._queue_size = queue_size
+        self._timeout = timeout
+        self._retry_after = retry_after
+        self._waiting = 0
+
+    async def run(self, work: Callable[[], T]) -> T:
+        if self._semaphore.locked():
+            if self._waiting >= self._queue_size:
+                raise Busy("too many images are being decoded; try again later", retry_after=self._retry_after)
+            self._waiting += 1
+            try:
+                await asyncio.wait_for(self._semaphore.acquire(), self._timeout)
+            except TimeoutError:
+                raise RequestTimeout(f"no decoder became free within {self._timeout}s") from None
+            finally:
+                self._waiting -= 1
+        else:
+            await self._semaphore.acquire()
+        try:
+            return await asyncio.to_thread(work)
+        finally:
+            self._semaphore.release()
+
+
+@dataclass
+class HttpContext:
+    """The service objects the HTTP routes use."""
+
+    core: ServiceCore
+    sessions: SessionServer | None
+    budget: MemoryBudget
+    regions: RegionRegistry
+    gate: DecodeGate
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def config(self) -> ServiceConfig:
+        return self.core.config
+
+    @property
+    def json_body_limit(self) -> int:
+        """Largest JSON body: one frame's worth of base64 plus room for the other fields."""
+        return self.config.max_frame_bytes * 4 // 3 + self.config.max_control_frame
+
+    def count_fallback(self, request: Request) -> bool:
+        """Count a request the client marked as a shared-memory fallback."""
+        if request.headers.get(FALLBACK_HEADER, "").strip().lower() in {"1", "true", "yes"}:
+            self.core.metrics.fallbacks.inc()
+            return True
+        return False
+
+    def observe_error(self, mode: str, exc: ShmBridgeError) -> None:
+        """Count a request that failed before it reached the core (bad body, undecodable image)."""
+        self.core.metrics.observe(mode, exc.code.name.lower())
+
+    async def ocr_encoded(
+        self,
+        decode: Callable[[], Decoded],
+        options: OcrOptions,
+        *,
+        mode: str,
+        request_id: str,
+    ) -> OcrResult:
+        """Decode (bounded, off the loop), then OCR through the core. Every error is a ``ShmBridgeError``."""
+        try:
+            decoded = await self.gate.run(decode)
+        except ShmBridgeError as exc:
+            self.observe_error(mode, exc)
+            raise
+        result = await self.core.process(
+            decoded.image,
+            decoded.pixel_format,
+            options,
+            mode=mode,
+            request_id=request_id,
+            received_bytes=decoded.encoded_bytes,
+        )
+        if decoded.warnings:
+            result.warnings.extend(decoded.warnings)
+        return result
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def request_id_of(request: Request, given: str | None = None) -> str:
+    """The id a client gave (body or query), else its ``X-Request-Id`` header, else a fresh one."""
+    candidate = given or request.headers.get(REQUEST_ID_HEADER)
+    if candidate:
+        return candidate[:_MAX_ID]
+    return new_request_id()
+
+
+def tag_request(request: Request, response: Response, request_id: str) -> str:
+    """Remember the id for error answers and echo it as ``X-Request-Id`` when a header can carry it."""
+    request.state.request_id = request_id
+    if request_id.isascii() and request_id.isprintable():
+        response.headers["X-Request-Id"] = request_id
+    return request_id
+
+
+def client_of(request: Request) -> str:
+    """Who a region belongs to, for quotas: the ``X-Shmbridge-Client`` header, else the remote address.
+
+    This is a quota key, not authentication: anyone who can reach the HTTP port can send any header.
+    """
+    named = request.headers.get(CLIENT_HEADER, "").strip()
+    if named:
+        return named[:_MAX_ID]
+    return request.client.host if request.client else "unknown"
+
+
+async def read_body(request: Request, limit: int) -> bytes | bytearray:
+    """The whole body, at most ``limit`` bytes, copied once from the socket buffers.
+
+    With a ``Content-Length`` the bytes land in one preallocated buffer (no list of chunks to join);
+    the limit was already enforced on the header by the body-limit middleware, and is checked again here.
+    """
+    declared = request.headers.get("content-length")
+    if declared is None:
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise FrameTooLarge(f"the body exceeds {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    try:
+        length = int(declared)
+    except ValueError:
+        raise InvalidRequest(f"bad Content-Length {declared!r}") from None
+    if length > limit:
+        raise FrameTooLarge(f"a {length}-byte body exceeds the limit of {limit} bytes")
+    buffer = bytearray(length)
+    position = 0
+    async for chunk in request.stream():
+        end = position + len(chunk)
+        if end > length:
+            raise InvalidRequest("the body is longer than its Content-Length")
+        buffer[position:end] = chunk
+        position = end
+    if position != length:
+        raise InvalidRequest(f"the body ended after {position} of {length} bytes", code=ErrorCode.SHAPE_MISMATCH)
+    return buffer

@@ -1,0 +1,329 @@
+"""Named shared-memory regions registered over HTTP, for clients that cannot pass file descriptors.
+
+A client (Node.js, a shell script) creates a file in the configured ``region_dir`` (tmpfs such as
+``/dev/shm/<dir>`` is best), writes pixels into it, and registers ``{name, offset, byte_size}``; OCR requests
+then name the region and an offset inside it, like Triton's system shared-memory extension. This module
+owns the registry: opening, checking, mapping read-only, reference counting and unmapping. It knows
+nothing of HTTP (the routes live in ``http_shmem``).
+
+Rules it keeps:
+
+- a name matches ``NAME_PATTERN`` (no ``/``, no ``..``, no leading dot) and is opened with
+  ``os.open(name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, dir_fd=<region dir>)``: only a regular
+  file directly inside the directory, never a symlink, a FIFO (O_NONBLOCK: opening one cannot hang the
+  loop) or a device;
+- ``offset`` and ``byte_size`` are each below 2**48 and ``offset + byte_size`` must lie inside the file as
+  ``fstat`` reports it; limits (regions per client, bytes over all regions) are checked before mapping;
+- the mapping is ``PROT_READ`` and every pixel view is a read-only numpy view of it: zero copy;
+- unregistering while a request uses the region takes the name away at once but unmaps only when the
+  last request has released it (reference count), so an engine thread never reads unmapped memory.
+
+What it cannot prevent: a client with write access to its own file may truncate it while the engine reads
+it, and reading past the end of a shrunk file raises SIGBUS in the service. ``view`` re-checks the size
+right before each request, which closes all but a short window. Clients that can pass fds should use
+session mode, whose memfd segments are sealed against shrinking.
+
+Lock order: ``RegionRegistry._lock`` is a leaf lock; nothing else is taken while it is held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import mmap
+import os
+import re
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ErrorCode, InvalidRequest, MemoryLimitExceeded
+from ..memory import check_image_bounds
+
+log = logging.getLogger("shmbridge.regions")
+
+#: Region names: a file name, nothing else. The first character is alphanumeric so ``.`` and ``..`` and
+#: hidden files are out; ``/`` is not in the alphabet so nothing can leave the directory.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: Largest offset or size accepted; anything above is refused before arithmetic.
+MAX_FIELD = 1 << 48
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class RegionNotFound(InvalidRequest):
+    """No region of that name (or its file does not exist)."""
+
+    http_status = 404
+
+
+class RegionExists(InvalidRequest):
+    """A region of that name is already registered."""
+
+    http_status = 409
+
+
+class RegionsDisabled(InvalidRequest):
+    """The service was started without ``region_dir``."""
+
+    http_status = 404
+
+
+class RegionAccessDenied(InvalidRequest):
+    """The file exists but the service may not read it."""
+
+    http_status = 403
+
+
+@dataclass(eq=False)
+class Region:
+    """One registered, read-only mapped file. ``users`` counts requests that hold a view of it."""
+
+    name: str
+    client: str
+    offset: int
+    byte_size: int
+    file_size: int
+    fd: int
+    mapping: mmap.mmap | None
+    #: Where ``offset`` lies inside ``mapping`` (mmap offsets must be page aligned).
+    base: int
+    registered_at: float = field(default_factory=time.time)
+    users: int = 0
+    closing: bool = False
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "client": self.client,
+            "offset": self.offset,
+            "byte_size": self.byte_size,
+            "file_size": self.file_size,
+            "in_use": self.users,
+            "state": "closing" if self.closing else "active",
+            "registered_at": self.registered_at,
+        }
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it is a plain file name from the allowed alphabet; raise ``InvalidRequest``."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise InvalidRequest(
+            f"region name {name!r} is not allowed: 1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter "
+            "or digit, without '..'"
+        )
+    return name
+
+
+def _check_field(label: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_FIELD:
+        raise InvalidRequest(f"{label} {value!r} is out of range (0 <= {label} < 2**48)", code=ErrorCode.OUT_OF_BOUNDS)
+
+
+class RegionRegistry:
+    """Every region registered over HTTP, with per-client and total byte limits. Thread-safe.
+
+    ``release`` may be called from any thread (the core calls it when an engine thread lets go of the
+    pixels); everything else is called from the event loop.
+    """
+
+    def __init__(self, directory: Path | None, max_per_client: int, max_total_bytes: int) -> None:
+        self.directory = directory
+        self.max_per_client = max_per_client
+        self.max_total_bytes = max_total_bytes
+        self._regions: dict[str, Region] = {}
+        self._closing: set[Region] = set()
+        self._mapped_bytes = 0
+        self._lock = threading.Lock()
+        self._dir_fd = -1
+        if directory is not None:
+            directory.mkdir(mode=0o770, parents=True, exist_ok=True)
+            self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            mode = stat.S_IMODE(os.fstat(self._dir_fd).st_mode)
+            if mode & 0o002:
+                log.warning("region directory %s is world-writable (mode %o): anyone can plant files", directory, mode)
+
+    @property
+    def enabled(self) -> bool:
+        return self._dir_fd >= 0
+
+    def require_enabled(self) -> None:
+        if not self.enabled:
+            raise RegionsDisabled("HTTP shared-memory regions are disabled: start the service with --region-dir")
+
+    # -- registration ------------------------------------------------------------------------------
+
+    def register(self, name: str, client: str, offset: int = 0, byte_size: int | None = None) -> Region:
+        """Open, check and map ``name`` read-only; ``byte_size`` ``None`` means up to the end of the file."""
+        self.require_enabled()
+        check_name(name)
+        _check_field("offset", offset)
+        if byte_size is not None:
+            _check_field("byte_size", byte_size)
+            if byte_size == 0:
+                raise InvalidRequest("byte_size must be positive", code=ErrorCode.BAD_DIMENSIONS)
+        with self._lock:  # cheap checks first: no file is opened for a request that cannot succeed
+            self._check_admission(name, client, byte_size or 0)
+        fd = self._open(name)
+        try:
+            file_size = os.fstat(fd).st_size
+            size = file_size - offset if byte_size is None else byte_size
+            if size <= 0 or offset + size > file_size:
+                raise InvalidRequest(
+                    f"region {name!r}: offset {offset} + byte_size {size} does not fit in its {file_size}-byte file",
+                    code=ErrorCode.OUT_OF_BOUNDS,
+                )
+            base_offset = offset - offset % mmap.ALLOCATIONGRANULARITY
+            with self._lock:
+                self._check_admission(name, client, size)
+                try:
+                    mapping = mmap.mmap(
+                        fd, offset + size - base_offset, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=base_offset
+                    )
+                except (OSError, ValueError) as exc:
+                    raise InvalidRequest(f"cannot map region {name!r}: {exc}") from None
+                region = Region(name, client, offset, size, file_size, fd, mapping, offset - base_offset)
+                self._regions[name] = region
+                self._mapped_bytes += size
+        except BaseException:
+            os.close(fd)
+            raise
+        log.info("region %s registered by %s: %d bytes at offset %d", name, client, size, offset)
+        return region
+
+    def _check_admission(self, name: str, client: str, size: int) -> None:
+        """Caller holds ``_lock``."""
+        if name in self._regions:
+            raise RegionExists(f"region {name!r} is already registered; unregister it first")
+        held = sum(1 for region in self._regions.values() if region.client == client)
+        if held >= self.max_per_client:
+            raise MemoryLimitExceeded(f"client {client} already holds {held} regions (the limit)")
+        if self._mapped_bytes + size > self.max_total_bytes:
+            raise MemoryLimitExceeded(
+                f"{size} more region bytes would exceed the limit of {self.max_total_bytes} "
+                f"({self._mapped_bytes} mapped)"
+            )
+
+    def _open(self, name: str) -> int:
+        try:
+            fd = os.open(name, _OPEN_FLAGS, dir_fd=self._dir_fd)
+        except FileNotFoundError:
+            raise RegionNotFound(f"no file {name!r} in the region directory") from None
+        except PermissionError:
+            raise RegionAccessDenied(f"the service may not read {name!r}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InvalidRequest(f"{name!r} is a symbolic link; regions must be regular files") from None
+            raise InvalidRequest(f"cannot open region {name!r}: {exc.strerror}") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise InvalidRequest(f"{name!r} is not a regular file")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def unregister(self, name: str) -> dict[str, Any]:
+        """Forget ``name`` now; unmap now, or when the last request using it releases it."""
+        self.require_enabled()
+        with self._lock:
+            region = self._regions.pop(name, None)
+            if region is None:
+                raise RegionNotFound(f"no region named {name!r} is registered")
+            region.closing = True
+            deferred = region.users > 0
+            if deferred:
+                self._closing.add(region)
+            else:
+                self._unmap(region)
+        log.info("region %s unregistered%s", name, " (unmapped when its requests finish)" if deferred else "")
+        return {"name": name, "unregistered": True, "deferred": deferred, "in_use": region.users}
+
+    # -- use by requests ---------------------------------------------------------------------------
+
+    def acquire(self, name: str) -> Region:
+        """Take a reference on a registered region; pair with exactly one ``release``."""
+        self.require_enabled()
+        with self._lock:
+            region = self._regions.get(name)
+            if region is None:
+                raise RegionNotFound(f"no region named {name!r} is registered")
+            region.users += 1
+            return region
+
+    def release(self, region: Region) -> None:
+        """Drop a reference; unmaps a region that was unregistered meanwhile once nobody uses it."""
+        with self._lock:
+            region.users -= 1
+            if region.closing and region.users <= 0:
+                self._closing.discard(region)
+                self._unmap(region)
+
+    def view(
+        self, region: Region, offset: int, height: int, width: int, channels: int, pitch: int | None = None
+    ) -> np.ndarray:
+        """A read-only H×W(×C) uint8 view of the region's pixels at ``offset`` (relative to the region)."""
+        row_pitch = width * channels if pitch is None else pitch
+        check_image_bounds(1, region.byte_size, 0, offset, height, width, channels, row_pitch)
+        mapping = region.mapping
+        if mapping is None or region.fd < 0:
+            raise RegionNotFound(f"region {region.name!r} is closed")
+        # A shrunk file would fault (SIGBUS) on the first read past its end: check again right before.
+        current = os.fstat(region.fd).st_size
+        if current < region.offset + region.byte_size:
+            raise InvalidRequest(
+                f"region {region.name!r}: its file shrank to {current} bytes; re-register it",
+                code=ErrorCode.OUT_OF_BOUNDS,
+            )
+        shape: tuple[int, ...] = (height, width) if channels == 1 else (height, width, channels)
+        strides: tuple[int, ...] = (row_pitch, 1) if channels == 1 else (row_pitch, channels, 1)
+        return np.ndarray(shape, dtype=np.uint8, buffer=mapping, offset=region.base + offset, strides=strides)
+
+    # -- reporting and shutdown ----------------------------------------------------------------------
+
+    def list_regions(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [region.info() for region in self._regions.values()]
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "enabled": self.enabled,
+                "directory": str(self.directory) if self.directory is not None else None,
+                "count": len(self._regions),
+                "closing": len(self._closing),
+                "bytes_mapped": self._mapped_bytes,
+                "in_use": sum(region.users for region in (*self._regions.values(), *self._closing)),
+            }
+
+    def __len__(self) -> int:
+        return len(self._regions)
+
+    def close(self) -> None:
+        """Unmap everything (service shutdown, after the engines have drained)."""
+        with self._lock:
+            for region in (*self._regions.values(), *self._closing):
+                self._unmap(region)
+            self._regions.clear()
+            self._closing.clear()
+        if self._dir_fd >= 0:
+            os.close(self._dir_fd)
+            self._dir_fd = -1
+
+    def _unmap(self, region: Region) -> None:
+        """Caller holds ``_lock``. A view still referenced (a traceback, a slow reply) keeps the pages
+        mapped until it is garbage collected; the fd and the accounting go now."""
+        if region.mapping is not None:
+            with contextlib.suppress(BufferError):
+                region.mapping.close()
+            region.mapping = None
+            self._mapped_bytes -= region.byte_size
+        if region.fd >= 0:
+            os.close(region.fd)
+            region.fd = -1

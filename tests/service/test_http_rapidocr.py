@@ -1,0 +1,103 @@
+"""Real text through every HTTP transport with the rapidocr engine.
+
+The legacy request is built exactly as the old clients built it (a PNG, base64, in JSON with every old
+field); the fast endpoint gets the PNG and the raw pixels. All must read the same words, with pixel boxes
+(top-left origin) that lie on the rendered lines.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+
+from .service_helpers import ServiceProcess, render_text, start_service
+
+pytest.importorskip("rapidocr")
+pytest.importorskip("shmbridge.engines.rapidocr")
+
+LINES = ["Invoice 4721 paid", "Shared memory bridge"]
+
+
+def normalise(text: str) -> str:
+    return re.sub(r"\s+", "", text).lower()
+
+
+@pytest.fixture(scope="module")
+def rapidocr_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    workdir = tmp_path_factory.mktemp("rapid")
+    service = start_service(workdir, "--workers", "1", engine="rapidocr", regions=False)
+    yield service
+    service.stop()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def rendered() -> tuple[bytes, np.ndarray]:
+    image = render_text(LINES)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue(), np.asarray(image)
+
+
+def check_text(text: str) -> None:
+    for line in LINES:
+        assert normalise(line) in normalise(text), f"{line!r} not in {text!r}"
+
+
+def test_legacy_request_as_old_clients_built_it(rapidocr_service: ServiceProcess, rendered) -> None:  # type: ignore[no-untyped-def]
+    png, pixels = rendered
+    payload = {
+        "image_data": base64.b64encode(png).decode("utf-8"),
+        "recognition_level": "accurate",
+        "languages": ["en-US"],
+        "custom_words": [],
+        "minimum_text_height": 0.03125,
+        "priority": "normal",
+        "request_id": "legacy-text-1",
+    }
+    with httpx.Client(base_url=rapidocr_service.base_url, timeout=120) as client:
+        response = client.post("/api/v1/vision/ocr", json=payload, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    check_text(body["text"])
+    assert body["request_id"] == "legacy-text-1" and body["error"] is None and body["ane_used"] is False
+    assert body["engine"] == "rapidocr" and 0.5 < body["confidence"] <= 1.0
+    height, width = pixels.shape[:2]
+    boxes = body["bounding_boxes"]
+    assert len(boxes) >= len(LINES)
+    for box in boxes:
+        assert {"text", "x", "y", "width", "height", "confidence"} <= box.keys()
+        assert 0 <= box["x"] < width and 0 <= box["y"] < height
+        assert box["x"] + box["width"] <= width + 2 and box["y"] + box["height"] <= height + 2
+    # Pixels, top-left origin: the first line's box is in the upper half, and its ink is dark.
+    first = min(boxes, key=lambda box: box["y"])
+    assert normalise(LINES[0]) in normalise(first["text"]) and first["y"] < height / 2
+    x, y, w, h = (int(first[key]) for key in ("x", "y", "width", "height"))
+    assert pixels[y : y + h, x : x + w].min() < 100
+
+
+def test_fast_png_and_raw_pixels_read_the_same_text(rapidocr_service: ServiceProcess, rendered) -> None:  # type: ignore[no-untyped-def]
+    png, pixels = rendered
+    height, width = pixels.shape[:2]
+    with httpx.Client(base_url=rapidocr_service.base_url, timeout=120) as client:
+        encoded = client.post("/api/v1/ocr", content=png, headers={"content-type": "image/png"})
+        raw = client.post(
+            "/api/v1/ocr",
+            params={"height": height, "width": width, "channels": 3, "pixel_format": "rgb"},
+            content=np.ascontiguousarray(pixels).tobytes(),
+            headers={"content-type": "application/octet-stream"},
+        )
+        text_only = client.post("/api/v1/vision/text", json={"image_data": base64.b64encode(png).decode()})
+    for response in (encoded, raw):
+        assert response.status_code == 200, response.text
+        check_text(response.json()["text"])
+    assert encoded.json()["text"] == raw.json()["text"]
+    regions = text_only.json()["text_regions"]
+    check_text(" ".join(region["text"] for region in regions))
