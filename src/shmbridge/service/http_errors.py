@@ -55,6 +55,8 @@ def error_response(exc: ShmBridgeError, request_id: str | None = None) -> JSONRe
     """The HTTP answer for a typed error: its status, the error shape, ``Retry-After`` on BUSY."""
     body = {**exc.to_dict(), **({"request_id": request_id} if request_id else {})}
     headers = {}
+    if request_id and request_id.isascii() and request_id.isprintable():
+        headers["X-Request-Id"] = request_id
     if isinstance(exc, Busy):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     return JSONResponse({"error": body}, status_code=exc.http_status, headers=headers)
