@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 
 def _engine_option(text: str) -> tuple[str, Any]:
@@ -65,12 +66,18 @@ def _serve(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"shmbridge serve: invalid configuration:\n{exc}", file=sys.stderr)
         return 2
+    except (SettingsError, OSError, ValueError) as exc:  # unreadable file, bad TOML/JSON, bad env JSON
+        print(f"shmbridge serve: cannot read the configuration: {exc}", file=sys.stderr)
+        return 2
     from .errors import ShmBridgeError
 
     try:
         Server(config).run()
     except ShmBridgeError as exc:
         print(f"shmbridge serve: {exc.message}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. the HTTP port is taken
+        print(f"shmbridge serve: {exc}", file=sys.stderr)
         return 1
     return 0
 

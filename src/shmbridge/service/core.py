@@ -170,6 +170,7 @@ class ServiceCore:
         mode: str,
         request_id: str | None = None,
         received_bytes: int | None = None,
+        copied_bytes: int = 0,
     ) -> OcrResult:
         """The whole request synchronously, for non-blocking engines (null): no admission wait, no thread
         hop, no task. The event loop is the only worker, so nothing can be queued behind it."""
@@ -180,8 +181,8 @@ class ServiceCore:
                 raise ServiceUnavailable("the service is shutting down", code=ErrorCode.SHUTTING_DOWN)
             native, native_format, copied = self._prepare(image, pixel_format, options)
             output, engine_s = self.pool.run_sync(native, native_format, options)
-            return self._succeed(output, options, request_id, image, mode, started, 0.0, engine_s, copied,
-                                 received_bytes)  # fmt: skip
+            return self._succeed(output, options, request_id, image, mode, started, 0.0, engine_s,
+                                 copied + copied_bytes, received_bytes)  # fmt: skip
         except ShmBridgeError as exc:
             self._record_failure(mode, exc)
             raise
@@ -197,16 +198,24 @@ class ServiceCore:
         mode: str,
         request_id: str | None = None,
         received_bytes: int | None = None,
+        copied_bytes: int = 0,
         on_release: Callable[[], None] | None = None,
     ) -> OcrResult:
         """OCR ``image`` and return the shared result model; raise a ``ShmBridgeError`` otherwise.
 
+        ``copied_bytes`` counts copies the transport already made (decoding an image makes new pixels).
         ``on_release`` is called exactly once, when no engine thread can touch ``image`` any more.
         """
         if self.inline:
             try:
                 return self.process_inline(
-                    image, pixel_format, options, mode=mode, request_id=request_id, received_bytes=received_bytes
+                    image,
+                    pixel_format,
+                    options,
+                    mode=mode,
+                    request_id=request_id,
+                    received_bytes=received_bytes,
+                    copied_bytes=copied_bytes,
                 )
             finally:
                 if on_release is not None:
@@ -229,8 +238,8 @@ class ServiceCore:
             finally:
                 self._leave()
             release()
-            return self._succeed(output, options, request_id, image, mode, started, queue_s, engine_s, copied,
-                                 received_bytes)  # fmt: skip
+            return self._succeed(output, options, request_id, image, mode, started, queue_s, engine_s,
+                                 copied + copied_bytes, received_bytes)  # fmt: skip
         except ShmBridgeError as exc:
             if not isinstance(exc, EngineTimeout):  # a timed-out engine thread releases when it ends
                 release()

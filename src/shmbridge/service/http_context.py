@@ -121,6 +121,7 @@ class HttpContext:
             mode=mode,
             request_id=request_id,
             received_bytes=decoded.encoded_bytes,
+            copied_bytes=decoded.image.nbytes,  # decoding wrote these pixels anew
         )
         if decoded.warnings:
             result.warnings.extend(decoded.warnings)
