@@ -96,6 +96,10 @@ def test_openapi_and_docs(client: httpx.Client) -> None:
     assert "image/png" in spec["paths"]["/api/v1/ocr"]["post"]["requestBody"]["content"]
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    # Served from the installed files, so it works on a host with no internet access.
+    assert "cdn" not in docs.text.lower() and "http://" not in docs.text and "https://" not in docs.text
+    script = client.get("/docs/assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and len(script.content) > 100_000
 
 
 def test_shmem_status(client: httpx.Client, null_service: ServiceProcess) -> None:

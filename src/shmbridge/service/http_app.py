@@ -24,6 +24,7 @@ from .. import protocol
 from ..memory import MemoryBudget
 from .core import ServiceCore
 from .http_context import DecodeGate, HttpContext
+from .http_docs import install_docs
 from .http_errors import BodyLimitMiddleware, install_error_handlers
 from .http_fast import fast_router
 from .http_legacy import LEGACY_JSON_PATHS, legacy_router
@@ -53,7 +54,10 @@ def create_app(core: ServiceCore, sessions: SessionServer | None, budget: Memory
         title="shmbridge",
         version=_version(),
         description="OCR over shared memory with an HTTP fallback. Boxes are pixels with a top-left origin.",
+        docs_url=None,  # served from local files by install_docs, not from a CDN
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.context = ctx
     app.state.regions = regions
 
