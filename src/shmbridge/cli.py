@@ -82,6 +82,15 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    """``shmbridge bench``: its flags and its run live in ``bench/cli.py`` (imported lazily, stdlib only)."""
+    from .bench import cli as bench_cli
+
+    bench = sub.add_parser("bench", help="measure every transport (HTTP, shared memory) against a service")
+    bench_cli.add_arguments(bench)
+    bench.set_defaults(run=bench_cli.run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="shmbridge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_ocr(sub)
     commands.add_status(sub)
+    _add_bench(sub)
     return parser
 
 
@@ -106,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         from .client import commands
 
         return commands.run_ocr(args) if args.command == "ocr" else commands.run_status(args)
+    if args.command == "bench":
+        return args.run(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

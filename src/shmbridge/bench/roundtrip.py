@@ -11,10 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,47 +19,17 @@ from pathlib import Path
 import numpy as np
 
 from ..client.session import SessionClient
+from . import service
 
 SIZES = {"64x64": (64, 64), "1920x1080": (1080, 1920), "3840x2160": (2160, 3840)}
 
 
 @contextlib.contextmanager
 def own_service(workers: int = 1) -> Iterator[Path]:
-    """A private ``shmbridge serve --engine null`` for the duration of the benchmark."""
-    with tempfile.TemporaryDirectory(prefix="shmb-bench-") as tmp:
-        socket_path = Path(tmp) / "ocr.sock"
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "shmbridge.cli",
-                "serve",
-                "--engine",
-                "null",
-                "--no-http",
-                "--socket",
-                str(socket_path),
-                "--workers",
-                str(workers),
-                "--log-level",
-                "warning",
-            ],
-            stdin=subprocess.DEVNULL,
-        )
-        try:
-            deadline = time.monotonic() + 30
-            while not socket_path.exists():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the benchmark service did not start")
-                time.sleep(0.02)
-            yield socket_path
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+    """A private ``shmbridge serve --engine null --no-http`` for the duration of the benchmark."""
+    with service.own_service("null", http=False, workers=workers) as handle:
+        assert handle.socket_path is not None
+        yield Path(handle.socket_path)
 
 
 def percentile(values: list[float], q: float) -> float:

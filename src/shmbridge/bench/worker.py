@@ -1,0 +1,112 @@
+"""One benchmark client: a process that runs slices of one cell when the coordinator says so.
+
+Why processes and not threads: a shared-memory round trip costs the client 10 to 30 µs of Python and an
+HTTP one several hundred µs of httpx; 16 threads in one interpreter would queue on the GIL and measure the
+benchmark's own lock, not the transport. Each worker is therefore its own process with its own session,
+its own ``httpx.Client`` (one keep-alive connection) and its own region, like 16 real client processes.
+
+A slice: run one path at one size until ``slice_s`` has passed (at least ``min_iter`` and at most
+``max_iter`` requests), timing each request with ``perf_counter`` and the worker's CPU with
+``process_time``, and send back the latencies. Warm-up slices also check, once, that the service read
+the very pixels that were sent (the null engine's checksum), so a path that silently sends the wrong
+bytes cannot look fast.
+
+Rules: the worker never decides what to run; it exits when told, when its pipe closes, or after
+``IDLE_LIMIT`` without a command; it always closes its connections and removes its region file.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from array import array
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from ..engines.null import checksum
+from .iceoryx import IceoryxTarget
+from .images import Size, frame
+from .paths import PATH_FUNCTIONS, VERIFY_FUNCTIONS, BenchError, Endpoints
+from .service import ServiceHandle
+
+IDLE_LIMIT = 900.0  # seconds without a command: the coordinator is gone or stuck
+
+
+def run_slice(
+    ep: Endpoints,
+    pixels: np.ndarray,
+    path: str,
+    size: Size,
+    *,
+    min_iter: int,
+    max_iter: int,
+    slice_s: float,
+    verify: str | None,
+) -> dict[str, Any]:
+    """Run one slice; ``verify`` is the service's checksum mode when the answer must be checked first."""
+    if verify is not None:
+        outcome = VERIFY_FUNCTIONS[path](ep, size, pixels)
+        expected = checksum(pixels, verify)  # type: ignore[arg-type]
+        if outcome.checksum != expected:
+            raise BenchError(f"{path} {size.label}: the service read other pixels (checksum {outcome.checksum}, "
+                             f"expected {expected})")  # fmt: skip
+    run = PATH_FUNCTIONS[path]
+    latencies = array("d")
+    engine_ms = array("d")
+    copied = wire = 0
+    clock = time.monotonic
+    cpu0 = time.process_time()
+    started = clock()
+    deadline = started + slice_s
+    count = 0
+    while count < max_iter:
+        outcome = run(ep, size, pixels)
+        latencies.append(outcome.latency)
+        if outcome.engine_ms is not None:
+            engine_ms.append(outcome.engine_ms)
+        copied, wire = outcome.copied, outcome.wire
+        count += 1
+        if count >= min_iter and clock() >= deadline:
+            break
+    ended = clock()
+    return {
+        "latencies": latencies,
+        "engine_ms": engine_ms,
+        "copied": copied,
+        "wire": wire,
+        "cpu_s": time.process_time() - cpu0,
+        "start": started,
+        "end": ended,
+    }
+
+
+def worker_main(
+    conn: Connection,
+    index: int,
+    target: ServiceHandle,
+    iceoryx: IceoryxTarget | None,
+    region_bytes: int,
+    png_level: int,
+) -> None:
+    """The worker process: answer ``("slice", ...)`` commands until ``("close",)``."""
+    ep = Endpoints(index, target, iceoryx, region_bytes, png_level)
+    frames: dict[Size, np.ndarray] = {}
+    try:
+        while conn.poll(IDLE_LIMIT):
+            command = conn.recv()
+            if command[0] != "slice":
+                break
+            _, path, size, options = command
+            try:
+                if size not in frames:
+                    frames[size] = frame(size)
+                conn.send(("ok", run_slice(ep, frames[size], path, size, **options)))
+            except Exception as exc:  # reported to the coordinator, which stops the run
+                conn.send(("error", f"worker {index}, {path} {size.label}: {exc!r}\n{traceback.format_exc()}"))
+    except (EOFError, OSError, KeyboardInterrupt):
+        pass
+    finally:
+        ep.close()
+        conn.close()
