@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--markdown", type=Path, help="write the tables as Markdown here")
     out.add_argument("--plots", type=Path, help="write latency/throughput PNG plots into this directory")
     out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    out.add_argument("--log-level", default="warning", help="logging level of the benchmark process (default warning)")
 
 
 def build_settings(args: argparse.Namespace) -> Any:

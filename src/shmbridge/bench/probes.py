@@ -92,7 +92,10 @@ class CopyCounter:
     def read(self) -> dict[str, float] | None:
         if self._client is None:
             return None
-        response = self._client.get("/metrics")
+        try:
+            response = self._client.get("/metrics")
+        except httpx.TransportError:  # the keep-alive connection was dropped while a long slice ran
+            response = self._client.get("/metrics")
         response.raise_for_status()
         return {mode: float(value) for mode, value in _COPIED.findall(response.text)}
 

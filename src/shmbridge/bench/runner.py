@@ -71,14 +71,23 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return [process.pid for _, process in self._workers]
 
+    def prepare(self, path: str, size: Size, concurrency: int) -> None:
+        """Untimed set-up on the clients about to run a slice (see ``worker.worker_main``)."""
+        self._command("prepare", path, size, concurrency, {}, START_TIMEOUT + REQUEST_TIMEOUT)
+
     def run(self, path: str, size: Size, concurrency: int, options: dict[str, Any]) -> list[dict[str, Any]]:
         """One slice on the first ``concurrency`` clients at once; their results, or ``BenchError``."""
+        timeout = START_TIMEOUT + options["slice_s"] + REQUEST_TIMEOUT * max(1, options["min_iter"])
+        return self._command("slice", path, size, concurrency, options, timeout)
+
+    def _command(
+        self, kind: str, path: str, size: Size, concurrency: int, options: dict[str, Any], timeout: float
+    ) -> list[dict[str, Any]]:
         workers = self._workers[:concurrency]
         if len(workers) < concurrency:
             raise BenchError(f"{concurrency} clients asked for, {len(self._workers)} started")
         for conn, _ in workers:
-            conn.send(("slice", path, size, options))
-        timeout = START_TIMEOUT + options["slice_s"] + REQUEST_TIMEOUT * max(1, options["min_iter"])
+            conn.send((kind, path, size, options))
         results, errors = [], []
         for conn, process in workers:
             if not conn.poll(timeout):
@@ -169,6 +178,7 @@ def _one_slice(
     if cell.path == "iceoryx2" and options["verify"] is None and warm_up:
         options["verify"] = "sampled"  # the helper always answers with the sampled checksum
     cpu = ctx.helper_cpu if cell.path == "iceoryx2" and ctx.helper_cpu is not None else ctx.service_cpu
+    ctx.pool.prepare(cell.path, cell.size, cell.concurrency)
     cpu_before = cpu.read()
     results = ctx.pool.run(cell.path, cell.size, cell.concurrency, options)
     cpu_after = cpu.read()

@@ -149,6 +149,12 @@ def own_service(
             own=True,
             checksum_mode="sampled" if engine == "null" else None,
         )
+    except BaseException:
+        # The run failed while this service was up: its log is about to be deleted with the temp dir.
+        tail = log_path.read_text(errors="replace")[-3000:].strip()
+        if tail:
+            print(f"--- last lines of the {engine} service's log ---\n{tail}", file=sys.stderr)
+        raise
     finally:
         _stop(process)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -28,7 +28,7 @@ import numpy as np
 from ..engines.null import checksum
 from .iceoryx import IceoryxTarget
 from .images import Size, frame
-from .paths import PATH_FUNCTIONS, VERIFY_FUNCTIONS, BenchError, Endpoints
+from .paths import NEEDS, PATH_FUNCTIONS, VERIFY_FUNCTIONS, BenchError, Endpoints
 from .service import ServiceHandle
 
 IDLE_LIMIT = 900.0  # seconds without a command: the coordinator is gone or stuck
@@ -71,6 +71,8 @@ def run_slice(
         if count >= min_iter and clock() >= deadline:
             break
     ended = clock()
+    if "url" in NEEDS[path]:
+        ep.mark_http_used()
     return {
         "latencies": latencies,
         "engine_ms": engine_ms,
@@ -90,19 +92,28 @@ def worker_main(
     region_bytes: int,
     png_level: int,
 ) -> None:
-    """The worker process: answer ``("slice", ...)`` commands until ``("close",)``."""
+    """The worker process: answer ``("prepare", ...)`` and ``("slice", ...)`` until ``("close",)``.
+
+    ``prepare`` does, untimed and before the coordinator reads the service's CPU, what a slice must not
+    measure: drawing the frame, and replacing an HTTP connection the service may be about to drop.
+    """
     ep = Endpoints(index, target, iceoryx, region_bytes, png_level)
     frames: dict[Size, np.ndarray] = {}
     try:
         while conn.poll(IDLE_LIMIT):
             command = conn.recv()
-            if command[0] != "slice":
+            if command[0] not in ("prepare", "slice"):
                 break
             _, path, size, options = command
             try:
                 if size not in frames:
                     frames[size] = frame(size)
-                conn.send(("ok", run_slice(ep, frames[size], path, size, **options)))
+                if command[0] == "prepare":
+                    if "url" in NEEDS[path]:
+                        ep.refresh_http()
+                    conn.send(("ok", None))
+                else:
+                    conn.send(("ok", run_slice(ep, frames[size], path, size, **options)))
             except Exception as exc:  # reported to the coordinator, which stops the run
                 conn.send(("error", f"worker {index}, {path} {size.label}: {exc!r}\n{traceback.format_exc()}"))
     except (EOFError, OSError, KeyboardInterrupt):
