@@ -232,14 +232,13 @@ def test_a_client_behind_a_namespace_boundary_works_end_to_end(tmp_path: Path) -
         argv = [sys.executable, str(REPO / "tests" / "bridge" / "isolated_client.py"), "/mnt/shared/ocr.sock",
                 str(service.port), "20"]  # fmt: skip
         run = subprocess.run(
-            isolated_command(shared, argv, workdir=str(REPO)),
+            isolated_command(shared, argv, workdir=str(REPO), keep=(REPO, Path(sys.prefix))),
             capture_output=True,
             text=True,
             timeout=120,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
+            env={**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{REPO}"},
         )
         assert run.returncode == 0, run.stderr
         report = json.loads(run.stdout.strip().splitlines()[-1])
         assert report == {"dev_shm": [], "tmp": [], "http_reachable": False, "checksums_ok": True}
         assert _metric(service.metrics_text(), "shmbridge_bytes_copied_total", mode="shm_session") == 0
-

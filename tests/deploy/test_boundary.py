@@ -41,7 +41,7 @@ def test_sidecar_service_and_client_share_only_a_directory(tmp_path: Path) -> No
     log_path = tmp_path / "service.log"
     with open(log_path, "wb") as log:
         service = subprocess.Popen(
-            isolated_command(shared, service_argv, workdir=str(REPO)),
+            isolated_command(shared, service_argv, workdir=str(REPO), keep=(REPO, Path(sys.prefix))),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -60,6 +60,7 @@ def test_sidecar_service_and_client_share_only_a_directory(tmp_path: Path) -> No
                 shared,
                 [sys.executable, str(REPO / "tests/deploy/isolated_ocr_client.py"), socket_inside, expected],
                 workdir=str(REPO),
+                keep=(REPO, Path(sys.prefix)),
             ),
             capture_output=True,
             text=True,

@@ -38,19 +38,33 @@ def namespace_support() -> str | None:
     return None
 
 
-def isolated_command(shared_dir: Path, argv: list[str], *, workdir: str = INSIDE) -> list[str]:
-    """``argv`` wrapped to run behind the boundary, with ``shared_dir`` at ``/mnt/shared``."""
-    script = " && ".join(
-        [
-            "mount --make-rprivate /",
-            f"mount --bind {shlex.quote(str(shared_dir))} /tmp",  # park it before /mnt is covered
-            "mount -t tmpfs shmb-mnt /mnt",
-            f"mkdir {INSIDE}",
-            f"mount --move /tmp {INSIDE}",
-            "mount -t tmpfs shmb-tmp /tmp",
-            "mount -t tmpfs shmb-shm /dev/shm",
-            f"cd {shlex.quote(workdir)}",
-            "exec " + shlex.join(argv),
-        ]
-    )
+def isolated_command(
+    shared_dir: Path, argv: list[str], *, workdir: str = INSIDE, keep: tuple[Path, ...] = ()
+) -> list[str]:
+    """``argv`` wrapped to run behind the boundary, with ``shared_dir`` at ``/mnt/shared``.
+
+    ``keep`` names code trees (the checkout, its virtualenv) that must stay visible, read-only, at their
+    own paths even when they live under ``/tmp`` (CI may clone there): they stand for the image.
+    """
+    steps = [
+        "mount --make-rprivate /",
+        "mount -t tmpfs shmb-mnt /mnt",
+        f"mkdir {INSIDE}",
+        f"mount --bind {shlex.quote(str(shared_dir))} {INSIDE}",
+    ]
+    parked = []
+    roots = sorted({p.resolve() for p in keep}, key=lambda p: len(p.parts))
+    roots = [p for i, p in enumerate(roots) if not any(p.is_relative_to(q) for q in roots[:i])]  # no nesting
+    for index, path in enumerate(roots):
+        if path.is_relative_to("/tmp"):
+            stage = f"/mnt/.keep{index}"
+            steps += [f"mkdir {stage}", f"mount --bind {shlex.quote(str(path))} {stage}"]
+            parked.append((stage, path))
+    steps.append("mount -t tmpfs shmb-tmp /tmp")
+    for stage, path in parked:
+        target = shlex.quote(str(path))
+        steps += [f"mkdir -p {target}", f"mount --move {stage} {target}", f"rmdir {stage}",
+                  f"mount -o remount,bind,ro {target}"]  # fmt: skip
+    steps += ["mount -t tmpfs shmb-shm /dev/shm", f"cd {shlex.quote(workdir)}", "exec " + shlex.join(argv)]
+    script = " && ".join(steps)
     return ["unshare", "--mount", "--net", "--ipc", "--fork", "--kill-child", "--", "sh", "-c", script]
