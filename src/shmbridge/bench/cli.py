@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             result = suite.run(settings, url=args.url, socket_path=args.socket, region_dir=args.region_dir,
                                announce=announce, progress=progress)  # fmt: skip
         except (BenchError, RuntimeError, OSError) as exc:
-            console.print(f"shmbridge bench: the run failed: {exc}", style="red")
+            console.print(f"shmbridge bench: the run failed: {exc}", style="red", markup=False, highlight=False)
             return 1
     result["command"] = _command()
     report.print_tables(result, console)

@@ -66,6 +66,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
 #: Engine-pass paths: the legacy door, the best HTTP door and the best shared-memory door.
 ENGINE_PATHS = ("legacy-json", "http-raw", "shm-frame")
 REQUEST_TIMEOUT = 120.0
+#: Reconnect before a request when the connection idled this long (uvicorn closes idle ones after 5 s).
+IDLE_RECONNECT = 3.0
 
 
 class Outcome(NamedTuple):
@@ -116,6 +118,17 @@ class Endpoints:
 
     def mark_http_used(self) -> None:
         self._http_used = time.monotonic()
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        """POST on the keep-alive connection, or on a new one if the old one idled long enough that the
+        service may be closing it (a slow PNG encode under 16-way contention takes seconds): a client
+        that idles that long pays the reconnect too, and a request racing the close would fail."""
+        if self._http is not None and time.monotonic() - self._http_used > IDLE_RECONNECT:
+            self._http.close()
+            self._http = None
+        response = self.http.post(url, **kwargs)
+        self._http_used = time.monotonic()
+        return response
 
     @property
     def http(self) -> httpx.Client:
@@ -230,7 +243,7 @@ def legacy_json(ep: Endpoints, size: Size, pixels: np.ndarray) -> Outcome:
     png, copied = _png(pixels, ep.png_level)
     text = base64.b64encode(png).decode("ascii")
     body = json.dumps({"image_data": text, "recognition_level": "accurate", "languages": ["en-US"]}).encode()
-    response = ep.http.post("/api/v1/vision/ocr", content=body, headers={"Content-Type": "application/json"})
+    response = ep.post("/api/v1/vision/ocr", content=body, headers={"Content-Type": "application/json"})
     answer = _check(response)
     latency = time.perf_counter() - started
     return Outcome(latency, copied + len(text) + len(body), len(body), _engine_ms(answer), answer.get("checksum"))
@@ -239,7 +252,7 @@ def legacy_json(ep: Endpoints, size: Size, pixels: np.ndarray) -> Outcome:
 def http_png(ep: Endpoints, size: Size, pixels: np.ndarray) -> Outcome:
     started = time.perf_counter()
     png, copied = _png(pixels, ep.png_level)
-    response = ep.http.post("/api/v1/ocr", content=png, headers={"Content-Type": "image/png"})
+    response = ep.post("/api/v1/ocr", content=png, headers={"Content-Type": "image/png"})
     answer = _check(response)
     latency = time.perf_counter() - started
     return Outcome(latency, copied, len(png), _engine_ms(answer), answer.get("checksum"))
@@ -249,9 +262,7 @@ def http_raw(ep: Endpoints, size: Size, pixels: np.ndarray) -> Outcome:
     params = {"height": size.height, "width": size.width, "channels": 3, "pixel_format": "rgb"}
     started = time.perf_counter()
     body = pixels.tobytes()  # httpx sends bytes; h11 would copy a memoryview anyway
-    response = ep.http.post(
-        "/api/v1/ocr", params=params, content=body, headers={"Content-Type": "application/octet-stream"}
-    )
+    response = ep.post("/api/v1/ocr", params=params, content=body, headers={"Content-Type": "application/octet-stream"})
     answer = _check(response)
     latency = time.perf_counter() - started
     return Outcome(latency, len(body), len(body), _engine_ms(answer), answer.get("checksum"))
@@ -262,7 +273,7 @@ def shm_region(ep: Endpoints, size: Size, pixels: np.ndarray) -> Outcome:
     request = {"region": name, "offset": 0, "height": size.height, "width": size.width, "channels": 3}
     started = time.perf_counter()
     np.copyto(view[: size.nbytes].reshape(size.height, size.width, 3), pixels)
-    response = ep.http.post("/api/v1/shmem/ocr", json=request)
+    response = ep.post("/api/v1/shmem/ocr", json=request)
     answer = _check(response)
     latency = time.perf_counter() - started
     return Outcome(latency, size.nbytes, 0, _engine_ms(answer), answer.get("checksum"))
