@@ -144,30 +144,23 @@ def _gauge(metric: Any) -> float:
     return next((sample.value for sample in _samples(metric)), 0.0)
 
 
-def _per_mode(metric: Any) -> dict[str, float]:
-    return {s.labels["mode"]: s.value for s in _samples(metric) if s.name.endswith("_total")}
-
-
 def enhanced_metrics(ctx: HttpContext) -> dict[str, Any]:
     """Counters by mode and outcome, latency percentiles (seconds), ratios and gauges, as plain JSON."""
     m = ctx.core.metrics
-    requests: dict[str, dict[str, float]] = {}
-    for sample in _samples(m.requests):
-        if sample.name.endswith("_total"):
-            requests.setdefault(sample.labels["mode"], {})[sample.labels["outcome"]] = sample.value
+    requests = m.requests_by_mode()
     total = sum(sum(outcomes.values()) for outcomes in requests.values())
-    fallbacks = m.counter_total(m.fallbacks)
+    fallbacks = m.fallback_count()
     return {
         "uptime_s": round(time.time() - ctx.core.started_at, 3),
         "requests": requests,
         "requests_total": total,
         "latency_seconds": {mode: m.windows[mode].percentiles() for mode in MODES},
         "zero_copy_ratio": m.zero_copy_ratio(),
-        "zero_copy_requests": _per_mode(m.zero_copy),
+        "zero_copy_requests": m.per_mode("zero_copy"),
         "fallbacks": fallbacks,
         "fallback_ratio": fallbacks / total if total else 0.0,
-        "bytes_received": _per_mode(m.bytes_received),
-        "bytes_copied": _per_mode(m.bytes_copied),
+        "bytes_received": m.per_mode("received"),
+        "bytes_copied": m.per_mode("copied"),
         "in_flight": _gauge(m.in_flight),
         "queued": _gauge(m.queued),
         "sessions": _gauge(m.sessions),

@@ -3,15 +3,25 @@
 Each ``Metrics`` owns its own ``CollectorRegistry`` so several services (tests, benchmarks) can live in
 one process without clashing. The JSON view adds p50/p95/p99 from a bounded window of recent latencies,
 which Prometheus histograms cannot give exactly.
+
+Per-request figures (request counts, bytes, three latency histograms) are plain integers and lists that
+``observe`` bumps in about a microsecond; a custom collector turns them into Prometheus families only when
+``/metrics`` is scraped. ``prometheus_client``'s own Counter and Histogram cost several microseconds per
+call each (locks, a Python loop over the buckets), which on the shared-memory path was a sizeable part of
+the whole round trip. ``observe`` runs on the event loop thread only. Gauges that change rarely stay
+``prometheus_client`` objects.
 """
 
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 from collections import deque
-from typing import Any
+from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 #: Transport modes as they appear in labels.
 MODES = ("shm_session", "shm_region", "http_raw", "http_image", "legacy")
@@ -20,6 +30,12 @@ _BUCKETS = (
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 _WINDOW = 2048
+#: name, help, for the three latency histograms (the order ``observe`` takes them in).
+_HISTOGRAMS = (
+    ("shmbridge_queue_seconds", "Time waiting for admission"),
+    ("shmbridge_engine_seconds", "Time inside the OCR engine"),
+    ("shmbridge_request_seconds", "Service-side time per request"),
+)
 
 
 class LatencyWindow:
@@ -30,8 +46,7 @@ class LatencyWindow:
         self._lock = threading.Lock()
 
     def add(self, value: float) -> None:
-        with self._lock:
-            self._values.append(value)
+        self._values.append(value)  # deque.append is atomic; the lock only guards the copy below
 
     def percentiles(self) -> dict[str, float | int]:
         with self._lock:
@@ -45,33 +60,82 @@ class LatencyWindow:
         return {"count": len(values), "p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99)}
 
 
+class _Histogram:
+    """Bucket counts (non-cumulative, last one is +Inf) and the sum, for one mode."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(_BUCKETS, value)] += 1
+        self.total += value
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        running = 0
+        out = []
+        for bound, count in zip((*map(str, _BUCKETS), "+Inf"), self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+class _ModeSeries:
+    """Everything counted per transport mode on the hot path."""
+
+    __slots__ = ("copied", "histograms", "received", "window", "zero_copy")
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.copied = 0
+        self.zero_copy = 0
+        self.histograms = (_Histogram(), _Histogram(), _Histogram())
+        self.window = LatencyWindow()
+
+
+class _HotPathCollector(Collector):
+    """Renders the plain counters as Prometheus families at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.metrics
+        requests = CounterMetricFamily(
+            "shmbridge_requests", "OCR requests by transport mode and outcome", labels=["mode", "outcome"]
+        )
+        for (mode, outcome), count in sorted(m.request_counts.items()):
+            requests.add_metric([mode, outcome], count)
+        yield requests
+        for attr, name, doc in (
+            ("received", "shmbridge_bytes_received", "Pixel bytes handed to the service"),
+            ("copied", "shmbridge_bytes_copied", "Pixel bytes the service copied or converted"),
+            ("zero_copy", "shmbridge_zero_copy_requests", "Requests whose pixels were never copied"),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["mode"])
+            for mode, series in m.series.items():
+                family.add_metric([mode], getattr(series, attr))
+            yield family
+        for index, (name, doc) in enumerate(_HISTOGRAMS):
+            histogram = HistogramMetricFamily(name, doc, labels=["mode"])
+            for mode, series in m.series.items():
+                h = series.histograms[index]
+                histogram.add_metric([mode], h.cumulative(), h.total)
+            yield histogram
+
+
 class Metrics:
     """Every counter the service keeps. Latencies are in seconds (Prometheus convention)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         reg = self.registry
-        self.requests = Counter(
-            "shmbridge_requests", "OCR requests by transport mode and outcome", ["mode", "outcome"], registry=reg
-        )
-        self.queue_seconds = Histogram(
-            "shmbridge_queue_seconds", "Time waiting for admission", ["mode"], buckets=_BUCKETS, registry=reg
-        )
-        self.engine_seconds = Histogram(
-            "shmbridge_engine_seconds", "Time inside the OCR engine", ["mode"], buckets=_BUCKETS, registry=reg
-        )
-        self.total_seconds = Histogram(
-            "shmbridge_request_seconds", "Service-side time per request", ["mode"], buckets=_BUCKETS, registry=reg
-        )
-        self.bytes_received = Counter(
-            "shmbridge_bytes_received", "Pixel bytes handed to the service", ["mode"], registry=reg
-        )
-        self.bytes_copied = Counter(
-            "shmbridge_bytes_copied", "Pixel bytes the service copied or converted", ["mode"], registry=reg
-        )
-        self.zero_copy = Counter(
-            "shmbridge_zero_copy_requests", "Requests whose pixels were never copied", ["mode"], registry=reg
-        )
+        self.series: dict[str, _ModeSeries] = {mode: _ModeSeries() for mode in MODES}
+        self.request_counts: dict[tuple[str, str], int] = {}
+        self.windows: dict[str, LatencyWindow] = {mode: s.window for mode, s in self.series.items()}
+        reg.register(_HotPathCollector(self))
         self.fallbacks = Counter(
             "shmbridge_fallbacks", "HTTP requests a client marked as a shared-memory fallback", registry=reg
         )
@@ -81,31 +145,13 @@ class Metrics:
         self.slots_in_use = Gauge("shmbridge_slots_in_use", "Slots lent to the service right now", registry=reg)
         self.bytes_mapped = Gauge("shmbridge_bytes_mapped", "Shared-memory bytes mapped", registry=reg)
         self.regions = Gauge("shmbridge_regions", "Registered named shared regions", registry=reg)
-        self.windows: dict[str, LatencyWindow] = {mode: LatencyWindow() for mode in MODES}
-        self._zero_copy_ratio = Gauge(
-            "shmbridge_zero_copy_ratio", "Share of requests served without copying pixels", registry=reg
-        )
-        self._zero_copy_ratio.set_function(self.zero_copy_ratio)
-        # Label lookups cost microseconds each: resolve every mode's children once.
-        self._per_mode = {mode: self._children(mode) for mode in MODES}
-
-    def _children(self, mode: str) -> tuple[Any, ...]:
-        if mode not in self.windows:
-            raise ValueError(f"unknown transport mode {mode!r}; one of {MODES}")
-        return (
-            self.queue_seconds.labels(mode),
-            self.engine_seconds.labels(mode),
-            self.total_seconds.labels(mode),
-            self.bytes_received.labels(mode),
-            self.bytes_copied.labels(mode),
-            self.zero_copy.labels(mode),
-            self.requests.labels(mode, "ok"),
-        )
+        ratio = Gauge("shmbridge_zero_copy_ratio", "Share of requests served without copying pixels", registry=reg)
+        ratio.set_function(self.zero_copy_ratio)
 
     def check_mode(self, mode: str) -> None:
         """Raise ``ValueError`` for a mode label that is not one of ``MODES`` (a bug in a transport)."""
-        if mode not in self._per_mode:
-            self._children(mode)
+        if mode not in self.series:
+            raise ValueError(f"unknown transport mode {mode!r}; one of {MODES}")
 
     def observe(
         self,
@@ -118,34 +164,50 @@ class Metrics:
         received: int = 0,
         copied: int = 0,
     ) -> None:
-        """Record one finished request."""
+        """Record one finished request (event loop thread only)."""
+        self.check_mode(mode)
+        key = (mode, outcome)
+        self.request_counts[key] = self.request_counts.get(key, 0) + 1
         if outcome != "ok":
-            self.requests.labels(mode, outcome).inc()
             return
-        queue_h, engine_h, total_h, received_c, copied_c, zero_copy_c, ok_c = self._per_mode[mode]
-        ok_c.inc()
+        series = self.series[mode]
+        queue_h, engine_h, total_h = series.histograms
         queue_h.observe(queue_s)
         engine_h.observe(engine_s)
         total_h.observe(total_s)
-        received_c.inc(received)
+        series.received += received
         if copied:
-            copied_c.inc(copied)
+            series.copied += copied
         else:
-            zero_copy_c.inc()
-        self.windows[mode].add(total_s)
+            series.zero_copy += 1
+        series.window.add(total_s)
 
-    def counter_total(self, counter: Counter, **labels: str) -> float:
-        """Sum of a counter's samples whose labels match ``labels``."""
-        total = 0.0
-        for metric in counter.collect():
-            for sample in metric.samples:
-                if sample.name.endswith("_total") and all(sample.labels.get(k) == v for k, v in labels.items()):
-                    total += sample.value
-        return total
+    # -- the JSON view ---------------------------------------------------------------------------
+
+    def requests_by_mode(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for (mode, outcome), count in self.request_counts.items():
+            out.setdefault(mode, {})[outcome] = count
+        return out
+
+    def per_mode(self, attr: str) -> dict[str, int]:
+        """``received``, ``copied`` or ``zero_copy`` by mode."""
+        return {mode: getattr(series, attr) for mode, series in self.series.items()}
+
+    def ok_requests(self) -> int:
+        return sum(count for (_mode, outcome), count in self.request_counts.items() if outcome == "ok")
+
+    def fallback_count(self) -> float:
+        return sum(
+            sample.value
+            for metric in self.fallbacks.collect()
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        )
 
     def zero_copy_ratio(self) -> float:
-        ok = self.counter_total(self.requests, outcome="ok")
-        return self.counter_total(self.zero_copy) / ok if ok else 0.0
+        ok = self.ok_requests()
+        return sum(s.zero_copy for s in self.series.values()) / ok if ok else 0.0
 
     def prometheus_text(self) -> bytes:
         return generate_latest(self.registry)

@@ -51,6 +51,11 @@ class SessionServer:
         self._listener: socket.socket | None = None
         self._accept_task: asyncio.Task[None] | None = None
         self.socket_path: Path = self.config.socket_path
+        # Read at scrape time instead of counted per request (two gauge updates less on the hot path).
+        core.metrics.slots_in_use.set_function(self.slots_in_use)
+
+    def slots_in_use(self) -> int:
+        return sum(session.memory.slots_in_use for session in list(self.sessions))
 
     async def start(self) -> None:
         prepare_socket_path(self.socket_path)
@@ -104,7 +109,7 @@ class SessionServer:
     def status(self) -> dict[str, Any]:
         return {
             "sessions": len(self.sessions),
-            "slots_in_use": sum(s.memory.slots_in_use for s in self.sessions),
+            "slots_in_use": self.slots_in_use(),
             "bytes_mapped": self.budget.used_bytes,
             "socket_path": str(self.socket_path),
         }
@@ -244,7 +249,6 @@ class Session(asyncio.Protocol):
         except ShmBridgeError as exc:
             self._write_error(event.request_id, exc)
             return
-        self.metrics.slots_in_use.inc()
         fmt = PixelFormat(event.pixel_format)
         if not self.core.inline:
             self._spawn(self._ocr_in_pool(event, view, fmt, options))
@@ -280,7 +284,6 @@ class Session(asyncio.Protocol):
 
     def _give_back(self, segment_id: int, slot: int) -> None:
         self.memory.give_back(segment_id, slot)
-        self.metrics.slots_in_use.dec()
 
     # -- frames out --------------------------------------------------------------------------------
 
@@ -384,7 +387,6 @@ class Session(asyncio.Protocol):
         lent = self.memory.slots_in_use
         if lent:
             log.error("session %s: %d slot(s) still lent after the engine timeout; unmapping anyway", self.id, lent)
-            self.metrics.slots_in_use.dec(lent)
         released = self.memory.used_bytes
         try:
             self.memory.close()
