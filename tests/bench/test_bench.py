@@ -159,6 +159,25 @@ def test_quick_bench_covers_every_path_and_size(tmp_path: Path) -> None:
     assert _leftovers() <= before, f"left behind: {sorted(_leftovers() - before)}"
 
 
+def test_threaded_clients_run_the_same_cells(tmp_path: Path) -> None:
+    """``--clients threads``: the same worker code as threads of one process, same report shape."""
+    out = tmp_path / "threads.json"
+    args = [sys.executable, "-m", "shmbridge.cli", "bench", "--quick", "--no-progress", "--no-engine-pass",
+            "--clients", "threads", "--paths", "http-raw,shm-frame", "--sizes", "300x60", "--concurrency", "1,2",
+            "--samples", "10", "--cell-time", "0.05", "--json", str(out)]  # fmt: skip
+    run = subprocess.run(args, capture_output=True, text=True, timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL)
+    assert run.returncode == 0, f"stdout:\n{run.stdout[-4000:]}\nstderr:\n{run.stderr[-4000:]}"
+    report = json.loads(out.read_text())
+    assert report["settings"]["client_model"] == "threads"
+    cells = {(c["path"], c["concurrency"]) for c in report["cells"]}
+    assert cells == {("http-raw", 1), ("http-raw", 2), ("shm-frame", 1), ("shm-frame", 2)}
+    schema = {k: v for k, v in CELL_SCHEMA.items() if k != "speedup_vs_legacy_json"}  # legacy-json not run
+    for cell in report["cells"]:
+        assert cell["speedup_vs_legacy_json"] is None
+        _check_fields(cell["path"], cell, schema)
+        _check_positive(cell["path"], cell)
+
+
 def test_schema_check_rejects_a_zero_latency() -> None:
     """The schema check itself catches what it is meant to catch."""
     cell = {key: 1.0 for key, kind in CELL_SCHEMA.items() if kind is NUMBER}

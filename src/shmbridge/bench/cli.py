@@ -41,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     matrix.add_argument("--cell-time", type=float, help="seconds of measurement per cell at most, once it has "
                         "5 samples (default 4; quick 0.25)")  # fmt: skip
     matrix.add_argument("--slice-time", type=float, help="seconds per interleaved slice (default 0.25)")
+    matrix.add_argument("--clients", choices=("processes", "threads"), default="processes",
+                        help="each client its own process (default) or a thread of one process")  # fmt: skip
     matrix.add_argument("--png-level", type=int, choices=range(10), metavar="0-9",
                         help="PNG compress_level of legacy-json and http-png (default 6 = Pillow's)")  # fmt: skip
     engine = parser.add_argument_group("engine pass")
@@ -81,6 +83,7 @@ def build_settings(args: argparse.Namespace) -> Any:
         changes["transport_slice_s"] = max(0.0, args.slice_time)
     if args.png_level is not None:
         changes["png_level"] = args.png_level
+    changes["clients"] = args.clients
     if args.no_engine_pass:
         changes["engine_pass"] = False
     if args.engine_sizes:

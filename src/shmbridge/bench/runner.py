@@ -1,4 +1,4 @@
-"""The coordinator: client processes, and the round-robin that interleaves every cell of a phase.
+"""The coordinator: client processes (or threads), and the round-robin that interleaves every cell of a phase.
 
 Interleaving: a phase is a list of cells. Each round visits every unfinished cell once and runs one slice
 of it (all of its clients at once, nothing else running), so a change in the machine's speed over the run
@@ -20,7 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
+import queue
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,8 +42,32 @@ MAX_ROUNDS = 100_000
 START_TIMEOUT = 60.0
 
 
+class QueueConnection:
+    """One end of a pair of queues with the ``send``/``recv``/``poll`` of a pipe: threaded clients use it."""
+
+    def __init__(self, inbox: queue.Queue[Any], outbox: queue.Queue[Any]) -> None:
+        self._inbox, self._outbox, self._held = inbox, outbox, deque[Any]()
+
+    def send(self, item: Any) -> None:
+        self._outbox.put(item)
+
+    def poll(self, timeout: float = 0.0) -> bool:
+        if not self._held:
+            try:
+                self._held.append(self._inbox.get(timeout=timeout))
+            except queue.Empty:
+                return False
+        return True
+
+    def recv(self) -> Any:
+        return self._held.popleft() if self._held else self._inbox.get()
+
+    def close(self) -> None:
+        """Nothing to release; present so both kinds of connection close alike."""
+
+
 class WorkerPool:
-    """``count`` client processes (spawned, so none inherits the coordinator's threads or sockets)."""
+    """``count`` clients: spawned processes (none inherits the coordinator's threads or sockets), or threads."""
 
     def __init__(
         self,
@@ -48,28 +76,36 @@ class WorkerPool:
         iceoryx: IceoryxTarget | None,
         region_bytes: int,
         png_level: int,
+        threads: bool = False,
     ) -> None:
+        self.threads = threads
         context = multiprocessing.get_context("spawn")
         self._workers: list[tuple[Any, Any]] = []
         try:
             for index in range(count):
-                parent, child = context.Pipe()
-                process = context.Process(
-                    target=worker_main,
-                    args=(child, index, target, iceoryx, region_bytes, png_level),
-                    name=f"shmbridge-bench-client-{index}",
-                    daemon=True,
-                )
-                process.start()
-                child.close()
-                self._workers.append((parent, process))
+                name = f"shmbridge-bench-client-{index}"
+                if threads:
+                    to_worker: queue.Queue[Any] = queue.Queue()
+                    to_pool: queue.Queue[Any] = queue.Queue()
+                    parent: Any = QueueConnection(to_pool, to_worker)
+                    child: Any = QueueConnection(to_worker, to_pool)
+                    args = (child, index, target, iceoryx, region_bytes, png_level, True)
+                    worker: Any = threading.Thread(target=worker_main, args=args, name=name, daemon=True)
+                else:
+                    parent, child = context.Pipe()
+                    args = (child, index, target, iceoryx, region_bytes, png_level)
+                    worker = context.Process(target=worker_main, args=args, name=name, daemon=True)
+                worker.start()
+                if not threads:
+                    child.close()
+                self._workers.append((parent, worker))
         except BaseException:
             self.close()
             raise
 
     @property
     def pids(self) -> list[int]:
-        return [process.pid for _, process in self._workers]
+        return [getattr(worker, "pid", None) or os.getpid() for _, worker in self._workers]
 
     def prepare(self, path: str, size: Size, concurrency: int) -> None:
         """Untimed set-up on the clients about to run a slice (see ``worker.worker_main``)."""
@@ -95,7 +131,8 @@ class WorkerPool:
             try:
                 status, payload = conn.recv()
             except EOFError:
-                raise BenchError(f"client {process.name} died (exit code {process.exitcode})") from None
+                code = getattr(process, "exitcode", None)
+                raise BenchError(f"client {process.name} died (exit code {code})") from None
             (results if status == "ok" else errors).append(payload)
         if errors:
             raise BenchError(errors[0])
@@ -108,10 +145,10 @@ class WorkerPool:
                 conn.send(("close",))
         for conn, process in self._workers:
             process.join(15)
-            if process.is_alive():
+            if process.is_alive() and not self.threads:
                 process.terminate()
                 process.join(5)
-            if process.is_alive():
+            if process.is_alive() and not self.threads:
                 process.kill()
                 process.join(5)
             conn.close()
@@ -120,8 +157,8 @@ class WorkerPool:
 
 @contextlib.contextmanager
 def worker_pool(count: int, target: ServiceHandle, iceoryx: IceoryxTarget | None, region_bytes: int,
-                png_level: int) -> Iterator[WorkerPool]:  # fmt: skip
-    pool = WorkerPool(count, target, iceoryx, region_bytes, png_level)
+                png_level: int, threads: bool = False) -> Iterator[WorkerPool]:  # fmt: skip
+    pool = WorkerPool(count, target, iceoryx, region_bytes, png_level, threads)
     try:
         yield pool
     finally:
@@ -172,7 +209,8 @@ def _one_slice(
                    "slice_s": phase.warmup_s, "verify": ctx.checksum_mode}  # fmt: skip
     else:
         missing = max(1, phase.target_samples - len(cell.latencies))
-        per_client = -(-missing // cell.concurrency)
+        share = -(-phase.target_samples // max(1, phase.min_slices))  # spread the target over min_slices rounds
+        per_client = -(-min(missing, share) // cell.concurrency)
         options = {"min_iter": 1, "max_iter": max(1, min(per_client, phase.max_iter_per_slice)),
                    "slice_s": phase.slice_s, "verify": None}  # fmt: skip
     if cell.path == "iceoryx2" and options["verify"] is None and warm_up:

@@ -1,9 +1,9 @@
 """What a benchmark run measures and for how long: the full matrix, and what ``--quick`` drops.
 
 Full: every path × 300×60, 1280×720, 1920×1080, 3840×2160 × 1, 4 and 16 clients on the null engine
-(iceoryx2 at 1 client only), each cell until it has 2000 samples or 4 s of measurement (never fewer than
-5 samples), then the engine pass: legacy-json, http-raw and shm-frame on rapidocr at 1920×1080 and
-300×60, one client, 10 samples each (at most 45 s a cell, never fewer than 5).
+(iceoryx2 at 1 client only), each cell until it has 2000 samples (spread over at least 8 rounds) or 4 s
+of measurement (never fewer than 5 samples), then the engine pass: legacy-json, http-raw and shm-frame on
+rapidocr at 1920×1080 and 300×60, one client, 10 samples each (at most 45 s a cell, never fewer than 5).
 
 Quick (under a minute on 2 cores): every path and every size still, but 1 and 4 clients only (no 16),
 at most 60 samples or 0.25 s a cell, shorter warm-ups, and the engine pass at 300×60 only with 5 samples.
@@ -32,6 +32,9 @@ class Phase:
     warmup_s: float
     warmup_iters: int
     min_samples: int = MIN_SAMPLES
+    #: A cell's target is spread over at least this many slices (rounds), so even a cell that could
+    #: collect all its samples in one slice is measured at several moments of the run.
+    min_slices: int = 1
 
     def info(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -44,7 +47,13 @@ class Settings:
     paths: tuple[str, ...] = PATHS
     transport: Phase = field(
         default_factory=lambda: Phase(
-            target_samples=2000, budget_s=4.0, slice_s=0.25, max_iter_per_slice=100_000, warmup_s=0.2, warmup_iters=3
+            target_samples=2000,
+            budget_s=4.0,
+            slice_s=0.25,
+            max_iter_per_slice=100_000,
+            warmup_s=0.2,
+            warmup_iters=3,
+            min_slices=8,
         )
     )
     engine_pass: bool = True
@@ -57,6 +66,8 @@ class Settings:
         )
     )
     png_level: int = 6
+    #: "processes" (default: N client programs) or "threads" (one program, N threads); see worker.py.
+    clients: str = "processes"
     quick: bool = False
     #: Hard limit on the whole run; cells still short of samples then are reported as truncated.
     max_total_s: float = 3600.0
@@ -75,7 +86,7 @@ class Settings:
             "engine_phase": self.engine.info(),
             "png_compress_level": self.png_level,
             "max_total_s": self.max_total_s,
-            "client_model": "one process per client (see bench/worker.py)",
+            "client_model": self.clients,
         }
 
 
@@ -83,7 +94,13 @@ FULL = Settings()
 QUICK = Settings(
     concurrency=(1, 4),
     transport=Phase(
-        target_samples=60, budget_s=0.25, slice_s=0.08, max_iter_per_slice=100_000, warmup_s=0.02, warmup_iters=1
+        target_samples=60,
+        budget_s=0.25,
+        slice_s=0.08,
+        max_iter_per_slice=100_000,
+        warmup_s=0.02,
+        warmup_iters=1,
+        min_slices=2,
     ),
     engine_sizes=(Size.of(300, 60),),
     engine=Phase(target_samples=5, budget_s=5.0, slice_s=0.0, max_iter_per_slice=1, warmup_s=0.0, warmup_iters=1),

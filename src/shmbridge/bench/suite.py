@@ -112,7 +112,10 @@ def _transport_phase(
             helper_cpu = ProcessCpu(helper_pid)
         cells = make_cells(handle.engine, paths, settings.sizes, settings.concurrency, "transport")
         announce(cells, f"transport ({handle.engine} engine)")
-        pool = stack.enter_context(worker_pool(max(settings.concurrency), handle, iceoryx, largest, settings.png_level))
+        threads = settings.clients == "threads"
+        pool = stack.enter_context(
+            worker_pool(max(settings.concurrency), handle, iceoryx, largest, settings.png_level, threads)
+        )
         service_cpu = ProcessCpu(handle.pid)
         copies = stack.enter_context(contextlib.closing(CopyCounter(handle.url)))
         ctx = PhaseContext(pool, service_cpu, copies, helper_cpu, handle.checksum_mode, deadline)
@@ -139,7 +142,8 @@ def _engine_phase(
         cells = make_cells(handle.engine, paths, settings.engine_sizes, (1,), "engine")
         announce(cells, f"engine ({handle.engine})")
         largest = max(size.nbytes for size in settings.engine_sizes)
-        pool = stack.enter_context(worker_pool(1, handle, None, largest, settings.png_level))
+        threads = settings.clients == "threads"
+        pool = stack.enter_context(worker_pool(1, handle, None, largest, settings.png_level, threads))
         service_cpu = ProcessCpu(handle.pid)
         copies = stack.enter_context(contextlib.closing(CopyCounter(handle.url)))
         ctx = PhaseContext(pool, service_cpu, copies, None, None, deadline)

@@ -1,15 +1,16 @@
-"""One benchmark client: a process that runs slices of one cell when the coordinator says so.
+"""One benchmark client: a process (or thread) that runs slices of one cell when the coordinator says so.
 
-Why processes and not threads: a shared-memory round trip costs the client 10 to 30 µs of Python and an
-HTTP one several hundred µs of httpx; 16 threads in one interpreter would queue on the GIL and measure the
-benchmark's own lock, not the transport. Each worker is therefore its own process with its own session,
-its own ``httpx.Client`` (one keep-alive connection) and its own region, like 16 real client processes.
+By default every client is its own process with its own session, its own ``httpx.Client`` (one keep-alive
+connection) and its own region: N clients are N client programs, as in the design's picture of
+containers sharing one service, and no client's GIL can slow another. ``--clients threads`` runs the same
+code as threads of one process instead (one application with a thread pool); docs/benchmarks.md compares
+the two. The function below does not care which: it talks through anything with ``send``/``recv``/``poll``.
 
 A slice: run one path at one size until ``slice_s`` has passed (at least ``min_iter`` and at most
-``max_iter`` requests), timing each request with ``perf_counter`` and the worker's CPU with
-``process_time``, and send back the latencies. Warm-up slices also check, once, that the service read
-the very pixels that were sent (the null engine's checksum), so a path that silently sends the wrong
-bytes cannot look fast.
+``max_iter`` requests), timing each request with ``perf_counter`` and the client's CPU with
+``process_time`` (processes) or ``thread_time`` (threads), and send back the latencies. Warm-up slices
+also check, once, that the service read the very pixels that were sent (the null engine's checksum), so
+a path that silently sends the wrong bytes cannot look fast.
 
 Rules: the worker never decides what to run; it exits when told, when its pipe closes, or after
 ``IDLE_LIMIT`` without a command; it always closes its connections and removes its region file.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import time
 import traceback
 from array import array
-from multiprocessing.connection import Connection
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ def run_slice(
     max_iter: int,
     slice_s: float,
     verify: str | None,
+    cpu_clock: Callable[[], float] = time.process_time,
 ) -> dict[str, Any]:
     """Run one slice; ``verify`` is the service's checksum mode when the answer must be checked first."""
     if verify is not None:
@@ -57,7 +59,7 @@ def run_slice(
     engine_ms = array("d")
     copied = wire = 0
     clock = time.monotonic
-    cpu0 = time.process_time()
+    cpu0 = cpu_clock()
     started = clock()
     deadline = started + slice_s
     count = 0
@@ -78,27 +80,29 @@ def run_slice(
         "engine_ms": engine_ms,
         "copied": copied,
         "wire": wire,
-        "cpu_s": time.process_time() - cpu0,
+        "cpu_s": cpu_clock() - cpu0,
         "start": started,
         "end": ended,
     }
 
 
 def worker_main(
-    conn: Connection,
+    conn: Any,
     index: int,
     target: ServiceHandle,
     iceoryx: IceoryxTarget | None,
     region_bytes: int,
     png_level: int,
+    threaded: bool = False,
 ) -> None:
-    """The worker process: answer ``("prepare", ...)`` and ``("slice", ...)`` until ``("close",)``.
+    """The client loop: answer ``("prepare", ...)`` and ``("slice", ...)`` until ``("close",)``.
 
     ``prepare`` does, untimed and before the coordinator reads the service's CPU, what a slice must not
     measure: drawing the frame, and replacing an HTTP connection the service may be about to drop.
     """
     ep = Endpoints(index, target, iceoryx, region_bytes, png_level)
     frames: dict[Size, np.ndarray] = {}
+    clock = time.thread_time if threaded else time.process_time
     try:
         while conn.poll(IDLE_LIMIT):
             command = conn.recv()
@@ -113,7 +117,7 @@ def worker_main(
                         ep.refresh_http()
                     conn.send(("ok", None))
                 else:
-                    conn.send(("ok", run_slice(ep, frames[size], path, size, **options)))
+                    conn.send(("ok", run_slice(ep, frames[size], path, size, cpu_clock=clock, **options)))
             except Exception as exc:  # reported to the coordinator, which stops the run
                 conn.send(("error", f"worker {index}, {path} {size.label}: {exc!r}\n{traceback.format_exc()}"))
     except (EOFError, OSError, KeyboardInterrupt):
