@@ -8,6 +8,7 @@ bytes in B/KiB/MiB, speed-ups as the baseline's p50 over the row's p50 (so 100×
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,7 @@ def markdown(report: dict[str, Any], plots: list[Path] | None = None, relative_t
     if plots:
         lines.append("")
         for plot in plots:
-            shown = plot.relative_to(relative_to) if relative_to and plot.is_relative_to(relative_to) else plot
+            shown = Path(os.path.relpath(plot.resolve(), relative_to)) if relative_to else plot
             lines.append(f"![{plot.stem}]({shown.as_posix()})")
     return "\n".join(lines).rstrip() + "\n"
 

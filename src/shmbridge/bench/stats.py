@@ -6,7 +6,8 @@ Definitions, as the report states them:
 - throughput is requests / wall time, summed over the cell's slices, where a slice's wall time runs from
   the first client's start to the last client's end;
 - client CPU is the clients' ``process_time`` over their slices; service CPU is the service process's CPU
-  over the same slices (``probes.ProcessCpu``), both divided by requests;
+  over the same slices (``probes.ProcessCpu``), both divided by the requests sent in those slices (the
+  measured ones and, for fast cells, the few each slice sends first to re-warm and does not time);
 - bytes copied per request = the pixel bytes the client copied or produced by encoding (``paths``) + the
   service's ``shmbridge_bytes_copied_total`` delta for the path's mode over the cell's slices / requests.
 """
@@ -38,6 +39,10 @@ class Cell:
     latencies: list[float] = field(default_factory=list)
     engine_ms: list[float] = field(default_factory=list)
     requests: int = 0
+    #: Requests whose CPU and copies were counted: the measured ones plus each slice's re-warm-up ones.
+    cpu_requests: int = 0
+    #: Requests dropped at the start of each slice (set after the warm-up, for fast cells only).
+    discard: int = 0
     wall_s: float = 0.0
     client_cpu_s: float = 0.0
     service_cpu_s: float | None = 0.0
@@ -62,6 +67,7 @@ class Cell:
             self.latencies.extend(result["latencies"])
             self.engine_ms.extend(result["engine_ms"])
             self.requests += len(result["latencies"])
+            self.cpu_requests += len(result["latencies"]) + result.get("discarded", 0)
             self.client_cpu_s += result["cpu_s"]
             self.client_copied, self.wire = result["copied"], result["wire"]
         self.wall_s += max(r["end"] for r in results) - min(r["start"] for r in results)
@@ -79,7 +85,8 @@ class Cell:
         """The cell's numbers for the report (latencies in milliseconds)."""
         ordered = sorted(self.latencies)
         n = self.requests
-        service_copied = None if self.service_copied is None else self.service_copied / n
+        per = max(n, self.cpu_requests)  # CPU and copies were spent on the re-warm-up requests too
+        service_copied = None if self.service_copied is None else self.service_copied / per
         out: dict[str, Any] = {
             "engine": self.engine,
             "path": self.path,
@@ -91,6 +98,7 @@ class Cell:
             "phase": self.phase,
             "samples": len(ordered),
             "slices": self.slices,
+            "discarded_per_slice": self.discard,
             "truncated": self.truncated,
             "p50_ms": percentile(ordered, 0.50) * 1e3,
             "p95_ms": percentile(ordered, 0.95) * 1e3,
@@ -98,8 +106,8 @@ class Cell:
             "mean_ms": sum(ordered) / len(ordered) * 1e3,
             "min_ms": ordered[0] * 1e3,
             "throughput_rps": n / self.wall_s if self.wall_s > 0 else None,
-            "client_cpu_ms_per_req": self.client_cpu_s / n * 1e3,
-            "service_cpu_ms_per_req": None if self.service_cpu_s is None else self.service_cpu_s / n * 1e3,
+            "client_cpu_ms_per_req": self.client_cpu_s / per * 1e3,
+            "service_cpu_ms_per_req": None if self.service_cpu_s is None else self.service_cpu_s / per * 1e3,
             "client_bytes_copied_per_req": self.client_copied,
             "service_bytes_copied_per_req": service_copied,
             "bytes_copied_per_req": self.client_copied + (service_copied or 0.0),
