@@ -88,6 +88,9 @@ class Server:
             lifespan="off",
             # uvicorn wants whole seconds; int() would turn a short drain (0.5 s) into "cancel at once".
             timeout_graceful_shutdown=max(1, math.ceil(self.config.drain_timeout)),
+            # Longer than clients keep idle connections (httpx: 5 s), so the client closes first and never
+            # sends a request into a connection the server is closing at that moment.
+            timeout_keep_alive=30,
         )
         self._http = _EmbeddedUvicorn(uv_config)
         self._http_task = asyncio.get_running_loop().create_task(self._http.serve(), name="http")
