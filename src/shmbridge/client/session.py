@@ -40,7 +40,7 @@ from ..errors import (
 )
 from ..models import OcrOptions, OcrResult, PixelFormat
 from ..unixsock import recv_with_fds, wait_readable
-from .slots import SessionState, SlotLease, error_of
+from .slots import SessionState, SlotLease, copy_into, error_of, format_of
 
 _RECV = 32 * 1024  # below malloc's mmap threshold: a bigger buffer costs page faults on every read
 DEFAULT_TIMEOUT = 30.0
@@ -48,12 +48,6 @@ DEFAULT_TIMEOUT = 30.0
 
 def _frame_bytes(height: int, width: int, channels: int) -> int:
     return height * width * channels
-
-
-def _format_of(image: np.ndarray, pixel_format: PixelFormat | str | None) -> PixelFormat:
-    if pixel_format is not None:
-        return PixelFormat(pixel_format)
-    return PixelFormat.default_for(1 if image.ndim == 2 else image.shape[2])
 
 
 def _connect_socket(path: str | os.PathLike[str], timeout: float) -> socket.socket:
@@ -211,11 +205,7 @@ class SessionClient:
         timeout: float | None = None,
     ) -> OcrResult:
         """OCR pixels already written in ``lease`` (zero-copy). The lease stays the caller's afterwards."""
-        image = lease.array if image is None else image
-        if image is None:
-            raise UsageError("nothing to submit: call lease.frame(...) and write pixels first")
-        fmt = _format_of(image, pixel_format)
-        rid, data = self.state.ocr_request(lease, image, fmt, options)
+        rid, data = self.state.submission(lease, image, pixel_format, options)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         self._send(data)
         try:
@@ -239,11 +229,10 @@ class SessionClient:
         timeout: float | None = None,
     ) -> OcrResult:
         """OCR any uint8 array by copying it into a slot once (the copying path, named as such)."""
-        fmt = _format_of(image, pixel_format)
+        fmt = format_of(image, pixel_format)
         lease = self.acquire(image.nbytes, timeout)
         try:
-            frame = lease.frame(image.shape[0], image.shape[1], fmt.channels)
-            np.copyto(frame, image.reshape(frame.shape), casting="no")
+            frame = copy_into(lease, image, fmt)
             return self.submit(lease, frame, pixel_format=fmt, options=options, timeout=timeout)
         finally:
             if not lease.released:
@@ -472,11 +461,7 @@ class AsyncSessionClient:
         options: OcrOptions | None = None,
         timeout: float | None = None,
     ) -> OcrResult:
-        image = lease.array if image is None else image
-        if image is None:
-            raise UsageError("nothing to submit: call lease.frame(...) and write pixels first")
-        fmt = _format_of(image, pixel_format)
-        rid, data = self.state.ocr_request(lease, image, fmt, options)
+        rid, data = self.state.submission(lease, image, pixel_format, options)
         try:
             reply = await self._request(rid, data, self.timeout if timeout is None else timeout)
         except RequestTimeout:
@@ -493,11 +478,10 @@ class AsyncSessionClient:
         options: OcrOptions | None = None,
         timeout: float | None = None,
     ) -> OcrResult:
-        fmt = _format_of(image, pixel_format)
+        fmt = format_of(image, pixel_format)
         lease = await self.acquire(image.nbytes, timeout)
         try:
-            frame = lease.frame(image.shape[0], image.shape[1], fmt.channels)
-            np.copyto(frame, image.reshape(frame.shape), casting="no")
+            frame = copy_into(lease, image, fmt)
             return await self.submit(lease, frame, pixel_format=fmt, options=options, timeout=timeout)
         finally:
             if not lease.released:

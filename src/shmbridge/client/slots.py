@@ -84,6 +84,19 @@ class SessionState:
         rid = self.next_id()
         return rid, p.encode(p.Alloc(rid, frame_bytes, self.slots_per_segment))
 
+    def submission(
+        self,
+        lease: SlotLease,
+        image: np.ndarray | None,
+        pixel_format: PixelFormat | str | None,
+        options: OcrOptions | None,
+    ) -> tuple[int, bytes]:
+        """The request for pixels already in ``lease`` (``image``, or the lease's frame by default)."""
+        image = lease.array if image is None else image
+        if image is None:
+            raise UsageError("nothing to submit: call lease.frame(...) and write pixels first")
+        return self.ocr_request(lease, image, format_of(image, pixel_format), options)
+
     def ocr_request(
         self,
         lease: SlotLease,
@@ -176,6 +189,20 @@ class SessionState:
                     os.close(fd)
         self.segments.clear()
         self.free.clear()
+
+
+def format_of(image: np.ndarray, pixel_format: PixelFormat | str | None) -> PixelFormat:
+    """The pixel format given, or the RGB-family default for the array's channel count."""
+    if pixel_format is not None:
+        return PixelFormat(pixel_format)
+    return PixelFormat.default_for(1 if image.ndim == 2 else image.shape[2])
+
+
+def copy_into(lease: SlotLease, image: np.ndarray, pixel_format: PixelFormat) -> np.ndarray:
+    """Copy ``image`` (any strides) into the start of the lease's slot, once; returns the frame written."""
+    frame = lease.frame(image.shape[0], image.shape[1], pixel_format.channels)
+    np.copyto(frame, image.reshape(frame.shape), casting="no")
+    return frame
 
 
 def error_of(event: p.Event) -> Exception:
