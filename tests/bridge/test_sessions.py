@@ -151,31 +151,32 @@ def test_a_peer_whose_uid_is_not_allowed_is_refused(tmp_path: Path) -> None:
 def test_a_real_other_uid_is_refused_by_the_peer_check(tmp_path: Path) -> None:
     import tempfile
 
-    sock_dir = Path(tempfile.mkdtemp(prefix="shmb-peer-"))  # outside pytest's 0700 tree: uid 65534 must reach it
-    with running_service(tmp_path, http=False, socket_path=sock_dir / "ocr.sock") as service:
-        os.chmod(sock_dir, 0o777)  # let uid 65534 reach the socket so the peer check itself decides
-        os.chmod(service.socket_path, 0o666)
-        code = "from shmbridge.client.session import SessionClient; SessionClient(__import__('sys').argv[1]).connect()"
-        run = subprocess.run(
-            [
-                "setpriv",
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                sys.executable,
-                "-c",
-                code,
-                str(service.socket_path),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env={**os.environ, "PYTHONPATH": str(REPO / "src")},
-        )
-        assert run.returncode != 0
-        assert "PeerRejected" in run.stderr and "uid 65534" in run.stderr, run.stderr
-        assert service.alive()
-    shutil.rmtree(sock_dir, ignore_errors=True)
+    # Outside pytest's 0700 tree, so uid 65534 can reach the socket; removed whatever happens.
+    with tempfile.TemporaryDirectory(prefix="shmb-peer-") as tmp:
+        sock_dir = Path(tmp)
+        with running_service(tmp_path, http=False, socket_path=sock_dir / "ocr.sock") as service:
+            os.chmod(sock_dir, 0o777)  # let uid 65534 reach the socket so the peer check itself decides
+            os.chmod(service.socket_path, 0o666)
+            code = "import sys; from shmbridge.client.session import SessionClient; SessionClient(sys.argv[1]).connect()"
+            run = subprocess.run(
+                [
+                    "setpriv",
+                    "--reuid=65534",
+                    "--regid=65534",
+                    "--clear-groups",
+                    sys.executable,
+                    "-c",
+                    code,
+                    str(service.socket_path),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+            )
+            assert run.returncode != 0
+            assert "PeerRejected" in run.stderr and "uid 65534" in run.stderr, run.stderr
+            assert service.alive()
 
 
 def test_session_limit_is_a_typed_error(tmp_path: Path) -> None:
