@@ -157,7 +157,7 @@ def test_a_real_other_uid_is_refused_by_the_peer_check(tmp_path: Path) -> None:
         with running_service(tmp_path, http=False, socket_path=sock_dir / "ocr.sock") as service:
             os.chmod(sock_dir, 0o777)  # let uid 65534 reach the socket so the peer check itself decides
             os.chmod(service.socket_path, 0o666)
-            code = "import sys; from shmbridge.client.session import SessionClient; SessionClient(sys.argv[1]).connect()"
+            code = "import sys; from shmbridge.client.session import SessionClient as S; S(sys.argv[1]).connect()"
             run = subprocess.run(
                 [
                     "setpriv",
