@@ -11,12 +11,16 @@ the OS, httpx and engines are translated at the boundary.
     │   └── RequestTimeout        no reply within the timeout
     ├── ProtocolError             a frame broke the wire format or the state machine
     ├── InvalidRequest            the request is well-formed but names impossible pixels or options
+    │   ├── NotFound              no such route, region or resource (HTTP 404)
+    │   ├── AlreadyExists         a region of that name is registered (HTTP 409)
+    │   └── UnsupportedMedia      a body type or image format the service does not read (HTTP 415)
     ├── LimitExceeded             a configured limit refused the request
     │   ├── SessionLimitExceeded  too many sessions
     │   ├── MemoryLimitExceeded   bytes per session or in total
     │   ├── FrameTooLarge         pixels or bytes of one frame
     │   └── Busy                  admission queue full; carries ``retry_after``
     ├── PeerRejected              the peer's uid/gid is not allowed
+    ├── AccessDenied              the service may not read a file it was pointed at (HTTP 403)
     └── EngineError               the OCR engine failed
         ├── EngineUnavailable     the engine cannot start here (missing extra, model, platform)
         └── EngineTimeout         the engine did not finish in time
@@ -48,11 +52,14 @@ class ErrorCode(enum.IntEnum):
     BAD_DIMENSIONS = 25
     UNKNOWN_OPTION = 26
     UNSUPPORTED_MEDIA = 27
+    NOT_FOUND = 28
+    ALREADY_EXISTS = 29
     SESSION_LIMIT = 30
     MEMORY_LIMIT = 31
     IMAGE_TOO_LARGE = 32
     BUSY = 33
     PEER_REJECTED = 40
+    ACCESS_DENIED = 41
     ENGINE_FAILED = 50
     ENGINE_UNAVAILABLE = 51
     ENGINE_TIMEOUT = 52
@@ -113,6 +120,21 @@ class InvalidRequest(ShmBridgeError):
     http_status = 400
 
 
+class NotFound(InvalidRequest):
+    code = ErrorCode.NOT_FOUND
+    http_status = 404
+
+
+class AlreadyExists(InvalidRequest):
+    code = ErrorCode.ALREADY_EXISTS
+    http_status = 409
+
+
+class UnsupportedMedia(InvalidRequest):
+    code = ErrorCode.UNSUPPORTED_MEDIA
+    http_status = 415
+
+
 class LimitExceeded(ShmBridgeError):
     code = ErrorCode.MEMORY_LIMIT
     http_status = 413
@@ -150,6 +172,11 @@ class PeerRejected(ShmBridgeError):
     http_status = 403
 
 
+class AccessDenied(ShmBridgeError):
+    code = ErrorCode.ACCESS_DENIED
+    http_status = 403
+
+
 class EngineError(ShmBridgeError):
     code = ErrorCode.ENGINE_FAILED
     http_status = 500
@@ -173,6 +200,10 @@ _BY_CODE: dict[ErrorCode, type[ShmBridgeError]] = {}
 for _cls in (
     ProtocolError,
     InvalidRequest,
+    NotFound,
+    AlreadyExists,
+    UnsupportedMedia,
+    AccessDenied,
     SessionLimitExceeded,
     MemoryLimitExceeded,
     FrameTooLarge,
@@ -202,7 +233,6 @@ for _code in (
     ErrorCode.SHAPE_MISMATCH,
     ErrorCode.BAD_DIMENSIONS,
     ErrorCode.UNKNOWN_OPTION,
-    ErrorCode.UNSUPPORTED_MEDIA,
 ):
     _BY_CODE[_code] = InvalidRequest
 _BY_CODE[ErrorCode.SHUTTING_DOWN] = ServiceUnavailable

@@ -35,6 +35,8 @@ from ..errors import Busy, ErrorCode, ShmBridgeError
 log = logging.getLogger("shmbridge.http")
 
 _STATUS_CODES = {
+    403: ErrorCode.ACCESS_DENIED,
+    404: ErrorCode.NOT_FOUND,
     413: ErrorCode.IMAGE_TOO_LARGE,
     415: ErrorCode.UNSUPPORTED_MEDIA,
     503: ErrorCode.SERVICE_UNAVAILABLE,

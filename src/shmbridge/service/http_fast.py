@@ -14,14 +14,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from ..errors import ErrorCode, InvalidRequest, ShmBridgeError
+from ..errors import ErrorCode, InvalidRequest, ShmBridgeError, UnsupportedMedia
 from ..models import OcrResult, PixelFormat, Roi
 from .http_context import HttpContext, read_body, request_id_of, tag_request
 from .http_images import (
     ALLOWED_FORMATS,
     IMAGE_MEDIA_TYPES,
     RAW_MEDIA_TYPE,
-    UnsupportedMediaType,
     decode_image,
     parse_shape,
     raw_view,
@@ -100,7 +99,7 @@ def fast_router(ctx: HttpContext) -> APIRouter:
             if unknown:
                 raise InvalidRequest(f"unknown query parameter(s): {', '.join(unknown)}", code=ErrorCode.UNKNOWN_OPTION)
             if media not in ("", RAW_MEDIA_TYPE) and media not in IMAGE_MEDIA_TYPES:
-                raise UnsupportedMediaType(
+                raise UnsupportedMedia(
                     f"content type {media!r} is not an image ({', '.join(ALLOWED_FORMATS)}) or {RAW_MEDIA_TYPE}"
                 )
             if shape_given and not raw:

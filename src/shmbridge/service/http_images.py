@@ -56,13 +56,6 @@ _SIXTEEN_BIT = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 SizeCheck = Callable[[int, int, int], None]
 
 
-class UnsupportedMediaType(InvalidRequest):
-    """The body's media type (or the image format inside it) is not one the service reads."""
-
-    code = ErrorCode.UNSUPPORTED_MEDIA
-    http_status = 415
-
-
 @dataclass(slots=True)
 class Decoded:
     """A decoded image: H×W(×C) uint8 pixels, their format, and anything the caller should know."""

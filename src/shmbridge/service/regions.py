@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ErrorCode, InvalidRequest, MemoryLimitExceeded
+from ..errors import AccessDenied, AlreadyExists, ErrorCode, InvalidRequest, MemoryLimitExceeded, NotFound
 from ..memory import check_image_bounds
 
 log = logging.getLogger("shmbridge.regions")
@@ -54,30 +54,6 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: Largest offset or size accepted; anything above is refused before arithmetic.
 MAX_FIELD = 1 << 48
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-class RegionNotFound(InvalidRequest):
-    """No region of that name (or its file does not exist)."""
-
-    http_status = 404
-
-
-class RegionExists(InvalidRequest):
-    """A region of that name is already registered."""
-
-    http_status = 409
-
-
-class RegionsDisabled(InvalidRequest):
-    """The service was started without ``region_dir``."""
-
-    http_status = 404
-
-
-class RegionAccessDenied(InvalidRequest):
-    """The file exists but the service may not read it."""
-
-    http_status = 403
 
 
 @dataclass(eq=False)
@@ -154,7 +130,7 @@ class RegionRegistry:
 
     def require_enabled(self) -> None:
         if not self.enabled:
-            raise RegionsDisabled("HTTP shared-memory regions are disabled: start the service with --region-dir")
+            raise NotFound("HTTP shared-memory regions are disabled: start the service with --region-dir")
 
     # -- registration ------------------------------------------------------------------------------
 
@@ -199,7 +175,7 @@ class RegionRegistry:
     def _check_admission(self, name: str, client: str, size: int) -> None:
         """Caller holds ``_lock``."""
         if name in self._regions:
-            raise RegionExists(f"region {name!r} is already registered; unregister it first")
+            raise AlreadyExists(f"region {name!r} is already registered; unregister it first")
         held = sum(1 for region in self._regions.values() if region.client == client)
         if held >= self.max_per_client:
             raise MemoryLimitExceeded(f"client {client} already holds {held} regions (the limit)")
@@ -213,9 +189,9 @@ class RegionRegistry:
         try:
             fd = os.open(name, _OPEN_FLAGS, dir_fd=self._dir_fd)
         except FileNotFoundError:
-            raise RegionNotFound(f"no file {name!r} in the region directory") from None
+            raise NotFound(f"no file {name!r} in the region directory") from None
         except PermissionError:
-            raise RegionAccessDenied(f"the service may not read {name!r}") from None
+            raise AccessDenied(f"the service may not read {name!r}") from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise InvalidRequest(f"{name!r} is a symbolic link; regions must be regular files") from None
@@ -235,7 +211,7 @@ class RegionRegistry:
         with self._lock:
             region = self._regions.pop(name, None)
             if region is None:
-                raise RegionNotFound(f"no region named {name!r} is registered")
+                raise NotFound(f"no region named {name!r} is registered")
             region.closing = True
             deferred = region.users > 0
             if deferred:
@@ -253,7 +229,7 @@ class RegionRegistry:
         with self._lock:
             region = self._regions.get(name)
             if region is None:
-                raise RegionNotFound(f"no region named {name!r} is registered")
+                raise NotFound(f"no region named {name!r} is registered")
             region.users += 1
             return region
 
@@ -273,7 +249,7 @@ class RegionRegistry:
         check_image_bounds(1, region.byte_size, 0, offset, height, width, channels, row_pitch)
         mapping = region.mapping
         if mapping is None or region.fd < 0:
-            raise RegionNotFound(f"region {region.name!r} is closed")
+            raise NotFound(f"region {region.name!r} is closed")
         # A shrunk file would fault (SIGBUS) on the first read past its end: check again right before.
         current = os.fstat(region.fd).st_size
         if current < region.offset + region.byte_size:
