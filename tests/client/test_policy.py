@@ -15,6 +15,7 @@ from shmbridge.client import http as http_module
 from shmbridge.client.base import OcrCall, RetryPolicy, Timeouts, build_options, session_failure
 from shmbridge.client.http import AsyncHttpTransport, HttpTransport, option_params, response_failure
 from shmbridge.client.inputs import Pixels, prepare
+from shmbridge.client.slots import copy_reordered
 from shmbridge.models import OcrOptions, OcrResult, PixelFormat, Roi
 
 OK = OcrResult(text="hi", engine="null", width=4, height=2).model_dump(mode="json")
@@ -166,3 +167,17 @@ def test_async_http_transport_retries_connection_errors(monkeypatch: pytest.Monk
 
     asyncio.run(main())
     assert attempts["n"] == 3
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [("rgb", "bgr"), ("bgr", "rgb"), ("rgba", "bgra"), ("bgra", "rgba"), ("rgb", "rgb")],
+)
+def test_channels_are_reordered_in_the_one_copy(source: str, target: str) -> None:
+    src_fmt, dst_fmt = PixelFormat(source), PixelFormat(target)
+    pixels = np.random.default_rng(3).integers(0, 256, (7, 5, src_fmt.channels), dtype=np.uint8)
+    strided = np.ascontiguousarray(np.repeat(pixels, 2, axis=1))[:, ::2]  # any strides in
+    out = np.empty_like(pixels)
+    copy_reordered(strided, out, src_fmt, dst_fmt)
+    for index, channel in enumerate(target):
+        assert np.array_equal(out[:, :, index], pixels[:, :, source.index(channel)])

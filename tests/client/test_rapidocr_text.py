@@ -12,6 +12,8 @@ from shmbridge import Client
 from shmbridge.bench import synthetic
 from tests.support.service import running_service
 
+from .helpers import metric
+
 pytestmark = [
     pytest.mark.timeout(180),
     pytest.mark.skipif(importlib.util.find_spec("rapidocr") is None, reason="rapidocr is not installed"),
@@ -34,6 +36,9 @@ def test_a_rendered_word_is_read_over_both_transports(tmp_path: Path) -> None:
         with Client(service.url, mode="http") as over_http:
             assert "invoice 2048" in over_http.ocr(picture).text.lower()
         assert [line.text for line in client.detect_text(picture)] == [result.lines[0].text]
+        # RapidOCR takes BGR: the client wrote that order during its one copy, so the service copied nothing.
+        assert metric(service.metrics_text(), "shmbridge_bytes_copied_total", mode="shm_session") == 0
+        assert metric(service.metrics_text(), "shmbridge_zero_copy_requests_total", mode="shm_session") >= 3
 
 
 def _save(picture: Image.Image, directory: Path) -> str:

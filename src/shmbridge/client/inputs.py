@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ErrorCode, FrameTooLarge, InvalidRequest, UsageError
 from ..models import PixelFormat
-from .slots import SlotLease
+from .slots import SlotLease, copy_reordered
 
 #: Encoded formats the service reads; the client refuses others before sending anything.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
@@ -228,17 +228,23 @@ def read_header(data: bytes, *, name: str = "the image") -> Encoded:
     return Encoded(data, source, height, width, fmt)
 
 
-def write_into(prepared: Pixels | Encoded, out: np.ndarray) -> None:
-    """The one copy: pixels into ``out`` (a slot view of exactly their shape), or the file decoded into it."""
+def write_into(prepared: Pixels | Encoded, out: np.ndarray, target: PixelFormat | None = None) -> PixelFormat:
+    """The one copy: pixels into ``out`` (a slot view of exactly their shape), or the file decoded into it.
+
+    ``target`` is a channel order the engine prefers (same channel count): the copy writes that order, so
+    the service converts nothing. Returns the order actually written.
+    """
+    target = target or prepared.pixel_format
     if isinstance(prepared, Pixels):
-        np.copyto(out, prepared.array.reshape(out.shape), casting="no")
-        return
+        copy_reordered(prepared.array, out, prepared.pixel_format, target)
+        return target
     with _open(prepared.data) as image:
         try:
             pixels, _ = _pil_pixels(image)
         except Exception as exc:
             raise InvalidRequest(f"cannot decode the {prepared.source_format} image: {exc}") from None
-        np.copyto(out, pixels.reshape(out.shape), casting="no")
+        copy_reordered(pixels, out, prepared.pixel_format, target)
+    return target
 
 
 def http_body(prepared: Prepared) -> tuple[bytes, str, dict[str, str]]:

@@ -232,8 +232,9 @@ class SessionClient:
         fmt = format_of(image, pixel_format)
         lease = self.acquire(image.nbytes, timeout)
         try:
-            frame = copy_into(lease, image, fmt)
-            return self.submit(lease, frame, pixel_format=fmt, options=options, timeout=timeout)
+            target = self.state.engine_format(fmt)
+            frame = copy_into(lease, image, fmt, target)
+            return self.submit(lease, frame, pixel_format=target, options=options, timeout=timeout)
         finally:
             if not lease.released:
                 self.release(lease)
@@ -481,8 +482,9 @@ class AsyncSessionClient:
         fmt = format_of(image, pixel_format)
         lease = await self.acquire(image.nbytes, timeout)
         try:
-            frame = copy_into(lease, image, fmt)
-            return await self.submit(lease, frame, pixel_format=fmt, options=options, timeout=timeout)
+            target = self.state.engine_format(fmt)
+            frame = copy_into(lease, image, fmt, target)
+            return await self.submit(lease, frame, pixel_format=target, options=options, timeout=timeout)
         finally:
             if not lease.released:
                 self.release(lease)

@@ -62,9 +62,9 @@ class SessionTransport:
             lease = session.acquire(nbytes, call.timeout)
         try:
             out = lease.frame(height, width, channels)
-            write_into(image, out)
+            written = write_into(image, out, session.state.engine_format(image.pixel_format))
             with _classified():
-                return session.submit(lease, out, pixel_format=image.pixel_format, options=opts, timeout=call.timeout)
+                return session.submit(lease, out, pixel_format=written, options=opts, timeout=call.timeout)
         finally:
             if not lease.released:
                 session.release(lease)
@@ -115,9 +115,9 @@ class AsyncSessionTransport:
             lease = await session.acquire(nbytes, call.timeout)
         try:
             out = lease.frame(height, width, channels)
-            write_into(image, out)
+            written = write_into(image, out, session.state.engine_format(image.pixel_format))
             with _classified():
-                return await session.submit(lease, out, pixel_format=image.pixel_format, options=opts,
+                return await session.submit(lease, out, pixel_format=written, options=opts,
                                             timeout=call.timeout)  # fmt: skip
         finally:
             if not lease.released:

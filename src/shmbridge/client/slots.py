@@ -73,6 +73,22 @@ class SessionState:
 
     # -- requests ------------------------------------------------------------------------------
 
+    def engine_format(self, pixel_format: PixelFormat) -> PixelFormat:
+        """The channel order to write pixels in when the client copies them anyway.
+
+        If the engine does not take ``pixel_format`` natively but takes the same channels in another order
+        (RapidOCR wants BGR, clients send RGB), writing that order during the one copy the client makes
+        spares the service a conversion of the whole frame. Otherwise the format stays as it is.
+        """
+        native = (self.welcome.engine.get("native_formats") or []) if self.welcome else []
+        if not native or pixel_format.value in native:
+            return pixel_format
+        for name in native:
+            candidate = PixelFormat(name)
+            if candidate.channels == pixel_format.channels and candidate is not PixelFormat.GRAY:
+                return candidate
+        return pixel_format
+
     def next_id(self) -> int:
         return next(self._ids)
 
@@ -198,11 +214,26 @@ def format_of(image: np.ndarray, pixel_format: PixelFormat | str | None) -> Pixe
     return PixelFormat.default_for(1 if image.ndim == 2 else image.shape[2])
 
 
-def copy_into(lease: SlotLease, image: np.ndarray, pixel_format: PixelFormat) -> np.ndarray:
-    """Copy ``image`` (any strides) into the start of the lease's slot, once; returns the frame written."""
+def copy_into(lease: SlotLease, image: np.ndarray, pixel_format: PixelFormat, target: PixelFormat) -> np.ndarray:
+    """Copy ``image`` (any strides) into the start of the lease's slot once, in ``target`` channel order;
+    returns the frame written."""
     frame = lease.frame(image.shape[0], image.shape[1], pixel_format.channels)
-    np.copyto(frame, image.reshape(frame.shape), casting="no")
+    copy_reordered(image, frame, pixel_format, target)
     return frame
+
+
+def copy_reordered(source: np.ndarray, out: np.ndarray, source_format: PixelFormat, target: PixelFormat) -> None:
+    """One pass from ``source`` into ``out``, reordering channels from ``source_format`` to ``target``
+    (same channel count). No temporary array: RGB<->BGR is a reversed view, four channels go one by one."""
+    if target is source_format:
+        np.copyto(out, source.reshape(out.shape), casting="no")
+        return
+    src = source.reshape(out.shape)
+    if source_format.channels == 3 and source_format.value[::-1] == target.value:
+        np.copyto(out, src[:, :, ::-1], casting="no")
+        return
+    for index, channel in enumerate(target.value):
+        out[:, :, index] = src[:, :, source_format.value.index(channel)]
 
 
 def error_of(event: p.Event) -> Exception:
