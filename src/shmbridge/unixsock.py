@@ -77,25 +77,6 @@ def prepare_socket_path(path: Path) -> None:
     raise ServiceUnavailable(f"another service is already listening on {path}")
 
 
-def send_fds_blocking(sock: socket.socket, data: bytes, fds: list[int]) -> None:
-    """Send ``data`` with ``fds`` attached to its first byte (SCM_RIGHTS), then the rest if any."""
-    sent = socket.send_fds(sock, [data], fds)
-    if sent < len(data):
-        sock.sendall(data[sent:])
-
-
-async def send_fds_async(loop: asyncio.AbstractEventLoop, sock: socket.socket, data: bytes, fds: list[int]) -> None:
-    """``send_fds`` on a non-blocking socket: wait for writability instead of failing with EAGAIN."""
-    while True:
-        try:
-            sent = socket.send_fds(sock, [data], fds)
-            break
-        except BlockingIOError:
-            await wait_writable(loop, sock)
-    if sent < len(data):
-        await loop.sock_sendall(sock, data[sent:])
-
-
 async def wait_writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
     await _wait_ready(sock, loop.add_writer, loop.remove_writer)
 
