@@ -6,6 +6,7 @@ media type, 422 schema, 503 BUSY with Retry-After, 504 engine timeout. A client 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -202,3 +203,24 @@ def test_engine_timeout_is_504(service_factory: Callable[..., ServiceProcess]) -
     assert_error(client.get("/api/v1/shmem/regions"), 404)
     assert_error(client.post("/api/v1/shmem/regions", json={"name": "a", "byte_size": 4096}), 404)
     assert client.get("/api/v1/bridge/info").json()["modes"]["shm_region"] is False
+
+
+def test_a_stalled_body_is_408_within_the_request_timeout(service_factory: Callable[..., ServiceProcess]) -> None:
+    """A client that announces 1000 bytes and sends 10 does not hold the connection past the timeout
+    (without the deadline this read would hit the socket's own 10 s timeout and fail)."""
+    service = service_factory("--request-timeout", "1", regions=False)
+    host, port = service.client().base_url.host, service.client().base_url.port
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /api/v1/ocr?height=10&width=10&channels=3 HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n" + b"x" * 10
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b'"TIMEOUT"' in answer
+    assert service.client().get("/health").status_code == 200

@@ -68,7 +68,12 @@ def create_app(core: ServiceCore, sessions: SessionServer | None, budget: Memory
             return ctx.json_body_limit
         return SMALL_BODY
 
-    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for, json_paths=LEGACY_JSON_PATHS)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit_for=limit_for,
+        json_paths=LEGACY_JSON_PATHS,
+        body_timeout=config.request_timeout,
+    )
     install_error_handlers(app)
     app.include_router(legacy_router(ctx))
     app.include_router(fast_router(ctx))

@@ -16,6 +16,7 @@ counts bytes of bodies sent without one. It also lets old clients that post JSON
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Callable
@@ -37,6 +38,7 @@ log = logging.getLogger("shmbridge.http")
 _STATUS_CODES = {
     403: ErrorCode.ACCESS_DENIED,
     404: ErrorCode.NOT_FOUND,
+    408: ErrorCode.TIMEOUT,
     413: ErrorCode.IMAGE_TOO_LARGE,
     415: ErrorCode.UNSUPPORTED_MEDIA,
     503: ErrorCode.SERVICE_UNAVAILABLE,
@@ -133,18 +135,34 @@ class BodyTooLarge(StarletteHTTPException):
         super().__init__(413, f"the request body exceeds the limit of {limit} bytes")
 
 
+class BodyTimeout(StarletteHTTPException):
+    """Raised from ``receive`` when a body does not arrive within the request timeout (a stalled or
+    trickling client must not hold a connection and a reserved buffer for ever)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, f"the request body did not arrive within {seconds:g} s")
+
+
 class BodyLimitMiddleware:
-    """Per-route body limits enforced before the body is read, plus a Content-Type shim for old clients.
+    """Per-route body limits and a deadline for the whole body, enforced as it is read, plus a
+    Content-Type shim for old clients.
 
     ``limit_for(path)`` gives the limit for a path. ``json_paths`` are routes whose bodies are JSON: a
     request to one of them without ``Content-Type`` is treated as ``application/json``, as the old service
     did (recent FastAPI otherwise refuses to parse it).
     """
 
-    def __init__(self, app: ASGIApp, limit_for: Callable[[str], int], json_paths: frozenset[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit_for: Callable[[str], int],
+        json_paths: frozenset[str],
+        body_timeout: float = 30.0,
+    ) -> None:
         self.app = app
         self.limit_for = limit_for
         self.json_paths = json_paths
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -165,10 +183,21 @@ class BodyLimitMiddleware:
         if path in self.json_paths and not any(name == b"content-type" for name, _ in headers):
             scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
         received = 0
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
+
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # later reads only wait for a disconnect: no deadline on those
+                return await receive()
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), max(remaining, 0.001))
+            except TimeoutError:
+                raise BodyTimeout(self.body_timeout) from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
