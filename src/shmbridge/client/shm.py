@@ -11,16 +11,29 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import numpy as np
+
 from ..errors import SessionClosed, ShmBridgeError
-from ..models import OcrResult
+from ..models import OcrResult, PixelFormat
 from .base import OcrCall, SessionFailure, session_failure
-from .inputs import FrameRef, write_into
+from .inputs import Encoded, FrameRef, Pixels, write_into
 from .session import AsyncSessionClient, SessionClient
-from .slots import SlotLease
+from .slots import SessionState, SlotLease
 
 
 def _stale() -> SessionFailure:
     return SessionFailure(SessionClosed("the frame belongs to a session that has ended"), broken=False)
+
+
+def _nbytes(image: Pixels | Encoded) -> int:
+    height, width, channels = image.shape
+    return height * width * channels
+
+
+def _copy_in(lease: SlotLease, image: Pixels | Encoded, state: SessionState) -> tuple[np.ndarray, PixelFormat]:
+    """The one copy into the lent slot, in the engine's channel order; returns the frame and that order."""
+    out = lease.frame(*image.shape)
+    return out, write_into(image, out, state.engine_format(image.pixel_format))
 
 
 @contextlib.contextmanager
@@ -55,14 +68,11 @@ class SessionTransport:
             with _classified():
                 return session.submit(image.lease, image.array, pixel_format=image.pixel_format, options=opts,
                                       timeout=call.timeout)  # fmt: skip
-        height, width, channels = image.shape
-        nbytes = height * width * channels
-        waiting_for_slot = session.has_slot_class(nbytes)  # acquire() will only wait, never allocate
-        with _classified(waiting_for_slot=waiting_for_slot):
+        nbytes = _nbytes(image)
+        with _classified(waiting_for_slot=session.has_slot_class(nbytes)):  # then acquire() only waits
             lease = session.acquire(nbytes, call.timeout)
         try:
-            out = lease.frame(height, width, channels)
-            written = write_into(image, out, session.state.engine_format(image.pixel_format))
+            out, written = _copy_in(lease, image, session.state)
             with _classified():
                 return session.submit(lease, out, pixel_format=written, options=opts, timeout=call.timeout)
         finally:
@@ -108,14 +118,11 @@ class AsyncSessionTransport:
             with _classified():
                 return await session.submit(image.lease, image.array, pixel_format=image.pixel_format,
                                             options=opts, timeout=call.timeout)  # fmt: skip
-        height, width, channels = image.shape
-        nbytes = height * width * channels
-        waiting_for_slot = session.has_slot_class(nbytes)
-        with _classified(waiting_for_slot=waiting_for_slot):
+        nbytes = _nbytes(image)
+        with _classified(waiting_for_slot=session.has_slot_class(nbytes)):  # then acquire() only waits
             lease = await session.acquire(nbytes, call.timeout)
         try:
-            out = lease.frame(height, width, channels)
-            written = write_into(image, out, session.state.engine_format(image.pixel_format))
+            out, written = _copy_in(lease, image, session.state)
             with _classified():
                 return await session.submit(lease, out, pixel_format=written, options=opts,
                                             timeout=call.timeout)  # fmt: skip
