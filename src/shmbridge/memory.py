@@ -248,7 +248,9 @@ class _SlotState:
 class SessionMemory:
     """Service side: the segments of one session, which slots are lent, and the session's byte limit.
 
-    Owned by one asyncio task; not thread-safe by design (the event loop serialises access).
+    Its session thread allocates and lends; slots come back from that thread or from the loop (blocking
+    engines). Each of those steps is one atomic set or dict operation under the GIL, and readers on other
+    threads (metrics) take a snapshot, so no lock is needed.
     """
 
     def __init__(self, budget: MemoryBudget, session_bytes: int, max_frame_bytes: int) -> None:
@@ -315,7 +317,7 @@ class SessionMemory:
 
     @property
     def slots_in_use(self) -> int:
-        return sum(len(lent) for lent in self._lent.values())
+        return sum(len(lent) for lent in list(self._lent.values()))  # the session thread may add a segment
 
     def close(self) -> None:
         """Unmap every segment and return the bytes to the budget. Call only when no view is alive."""

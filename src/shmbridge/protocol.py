@@ -1,4 +1,4 @@
-"""The session wire protocol, sans I/O: bytes in, frozen events out; events in, bytes out.
+"""The session wire protocol, sans I/O: bytes in, immutable events out; events in, bytes out.
 
 Nothing here touches a socket, so the session server, both clients and the fuzz tests share it and it is
 tested without one. ``docs/protocol.md`` is the normative description; this module implements it.
@@ -11,6 +11,11 @@ Every frame is a 20-byte little-endian header followed by ``length`` body bytes:
 
 The one hot-path body, OCR_REQUEST, is a fixed struct naming the pixels (never the pixels themselves)
 followed by optional UTF-8 JSON options. Every other body is UTF-8 JSON (orjson).
+
+Events are frozen dataclasses, except the two that cross on every request (OCR_REQUEST and RESULT) and
+the raw frame: those are ``NamedTuple`` s, which are as immutable and build as one tuple, where a frozen
+dataclass's ``__init__`` runs ``object.__setattr__`` once per field (measured: decoding an OCR_REQUEST went
+from 6.9 to 2.2 µs, with a dict lookup instead of a ``FrameType(...)`` call).
 """
 
 from __future__ import annotations
@@ -18,12 +23,15 @@ from __future__ import annotations
 import contextlib
 import enum
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import orjson
 
 from .errors import ErrorCode, ProtocolError
+from .models import PixelFormat
 
 MAGIC = b"SHMB"
 VERSION = 1
@@ -54,9 +62,12 @@ class DType(enum.IntEnum):
     UINT8 = 1
 
 
-#: Pixel format codes on the wire, and their names in ``models.PixelFormat``.
-PIXEL_FORMATS: dict[int, str] = {0: "gray", 1: "rgb", 2: "bgr", 3: "rgba", 4: "bgra"}
+#: Pixel format codes on the wire. Members are ``str`` s too ("gray", "rgb", ...), so either spelling looks up.
+PIXEL_FORMATS: dict[int, PixelFormat] = {0: PixelFormat.GRAY, 1: PixelFormat.RGB, 2: PixelFormat.BGR,
+                                         3: PixelFormat.RGBA, 4: PixelFormat.BGRA}  # fmt: skip
 PIXEL_FORMAT_CODES: dict[str, int] = {name: code for code, name in PIXEL_FORMATS.items()}
+_FRAME_TYPES: dict[int, FrameType] = {int(t): t for t in FrameType}  # a dict lookup, not an enum call
+_NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -102,9 +113,10 @@ class SegmentGranted:
     slot_count: int
 
 
-@dataclass(frozen=True, slots=True)
-class OcrRequest:
-    """Client → server: OCR the pixels at ``offset`` in ``slot`` of ``segment``."""
+class OcrRequest(NamedTuple):
+    """Client → server: OCR the pixels at ``offset`` in ``slot`` of ``segment``.
+
+    Decoded, ``pixel_format`` is a ``models.PixelFormat`` (a ``str``); a plain name works when encoding."""
 
     request_id: int
     segment: int
@@ -116,12 +128,11 @@ class OcrRequest:
     pixel_format: str
     pitch: int
     roi: tuple[int, int, int, int] | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = _NO_OPTIONS  # read-only: one shared empty default is safe
     dtype: int = DType.UINT8
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
+class Result(NamedTuple):
     """Server → client: the OCR result as the JSON form of ``models.OcrResult``."""
 
     request_id: int
@@ -227,8 +238,7 @@ def _json_body(event: Event) -> dict[str, Any]:
 # -- decoding ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RawFrame:
+class RawFrame(NamedTuple):
     frame_type: int
     flags: int
     request_id: int
@@ -288,10 +298,9 @@ class FrameDecoder:
 
 def decode_event(frame: RawFrame) -> Event:
     """Turn a raw frame into its event; ``ProtocolError`` if the body does not fit the type."""
-    try:
-        frame_type = FrameType(frame.frame_type)
-    except ValueError:
-        raise ProtocolError(f"unknown frame type {frame.frame_type}", code=ErrorCode.UNKNOWN_FRAME_TYPE) from None
+    frame_type = _FRAME_TYPES.get(frame.frame_type)
+    if frame_type is None:
+        raise ProtocolError(f"unknown frame type {frame.frame_type}", code=ErrorCode.UNKNOWN_FRAME_TYPE)
     rid = frame.request_id
     if frame_type is FrameType.OCR_REQUEST:
         return _decode_ocr(rid, frame.body)
@@ -349,7 +358,7 @@ def _decode_ocr(rid: int, body: bytes) -> OcrRequest:
     pixel_format = PIXEL_FORMATS.get(fmt_code)
     if pixel_format is None:
         raise ProtocolError(f"pixel format code {fmt_code} is unknown", code=ErrorCode.SHAPE_MISMATCH)
-    options = _json(body[OCR_STRUCT.size :]) if len(body) > OCR_STRUCT.size else {}
+    options = _json(body[OCR_STRUCT.size :]) if len(body) > OCR_STRUCT.size else _NO_OPTIONS
     roi = (rx, ry, rw, rh) if rw else None
     return OcrRequest(rid, segment, slot, offset, height, width, channels, pixel_format, pitch, roi, options,
                       dtype)  # fmt: skip

@@ -77,10 +77,6 @@ def prepare_socket_path(path: Path) -> None:
     raise ServiceUnavailable(f"another service is already listening on {path}")
 
 
-async def wait_writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
-    await _wait_ready(sock, loop.add_writer, loop.remove_writer)
-
-
 async def wait_readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
     await _wait_ready(sock, loop.add_reader, loop.remove_reader)
 

@@ -4,9 +4,11 @@ It exists to measure transports and to prove zero-copy: the client computes the 
 pixels it wrote, and equality means the service read exactly those bytes. Two modes:
 
 - ``full``: CRC-32 over every pixel, row by row, straight from the (possibly strided) view;
-- ``sampled`` (default): CRC-32 over a grid of at most 32×32 pixels (every
-  ``height // 32``-th row and ``width // 32``-th column from the top-left), so its
+- ``sampled`` (default): CRC-32 over a grid of at most 16×16 pixels (every
+  ``height // 16``-th row and ``width // 16``-th column from the top-left), so its
   cost does not grow with the frame and a benchmark sees the transport, not the engine.
+  Each grid point is a cache line the service must fetch from the client's core: 32×32 points cost
+  about 5 µs hot and 20 µs measured live on the shared-memory path, 16×16 about 1.4 µs hot.
 
 ``delay_ms`` makes it sleep, which turns it into a blocking engine run in the thread pool: tests use it
 to have a request genuinely in flight.
@@ -24,7 +26,7 @@ from ..models import OcrOptions, PixelFormat
 from .base import Engine, EngineOutput
 
 ChecksumMode = Literal["full", "sampled"]
-SAMPLE_GRID = 32
+SAMPLE_GRID = 16
 
 
 def checksum(image: np.ndarray, mode: ChecksumMode = "sampled") -> str:

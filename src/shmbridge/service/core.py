@@ -46,7 +46,7 @@ class EnginePool:
     """``size`` engine instances, each lent to one worker thread at a time.
 
     One instance per worker keeps engines free of locks and keeps per-call state from leaking between
-    requests. Non-blocking engines (null) are called inline on the event loop.
+    requests. Non-blocking engines (null) are called inline on the caller's thread.
     """
 
     def __init__(self, name: str, options: dict[str, Any], size: int) -> None:
@@ -173,7 +173,8 @@ class ServiceCore:
         copied_bytes: int = 0,
     ) -> OcrResult:
         """The whole request synchronously, for non-blocking engines (null): no admission wait, no thread
-        hop, no task. The event loop is the only worker, so nothing can be queued behind it."""
+        hop, no task. It runs on the caller's thread (the event loop for HTTP, a session's own thread for
+        sessions); the engine pool's instances are handed out one per caller, so callers never share one."""
         started = time.perf_counter()
         self.metrics.check_mode(mode)
         try:

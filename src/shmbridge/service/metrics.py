@@ -8,8 +8,9 @@ Per-request figures (request counts, bytes, three latency histograms) are plain 
 ``observe`` bumps in about a microsecond; a custom collector turns them into Prometheus families only when
 ``/metrics`` is scraped. ``prometheus_client``'s own Counter and Histogram cost several microseconds per
 call each (locks, a Python loop over the buckets), which on the shared-memory path was a sizeable part of
-the whole round trip. ``observe`` runs on the event loop thread only. Gauges that change rarely stay
-``prometheus_client`` objects.
+the whole round trip. ``observe`` runs on the event loop and on session threads, so it takes one
+uncontended lock (about 0.1 µs); readers copy the request counts before they walk them. Gauges that
+change rarely stay ``prometheus_client`` objects.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ class _HotPathCollector(Collector):
         requests = CounterMetricFamily(
             "shmbridge_requests", "OCR requests by transport mode and outcome", labels=["mode", "outcome"]
         )
-        for (mode, outcome), count in sorted(m.request_counts.items()):
+        for (mode, outcome), count in sorted(m.request_counts_snapshot()):
             requests.add_metric([mode, outcome], count)
         yield requests
         for attr, name, doc in (
@@ -134,6 +135,7 @@ class Metrics:
         reg = self.registry
         self.series: dict[str, _ModeSeries] = {mode: _ModeSeries() for mode in MODES}
         self.request_counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()  # guards request_counts and the series' counters
         self.windows: dict[str, LatencyWindow] = {mode: s.window for mode, s in self.series.items()}
         reg.register(_HotPathCollector(self))
         self.fallbacks = Counter(
@@ -164,29 +166,35 @@ class Metrics:
         received: int = 0,
         copied: int = 0,
     ) -> None:
-        """Record one finished request (event loop thread only)."""
+        """Record one finished request (from any thread)."""
         self.check_mode(mode)
         key = (mode, outcome)
-        self.request_counts[key] = self.request_counts.get(key, 0) + 1
-        if outcome != "ok":
-            return
-        series = self.series[mode]
-        queue_h, engine_h, total_h = series.histograms
-        queue_h.observe(queue_s)
-        engine_h.observe(engine_s)
-        total_h.observe(total_s)
-        series.received += received
-        if copied:
-            series.copied += copied
-        else:
-            series.zero_copy += 1
+        with self._lock:
+            self.request_counts[key] = self.request_counts.get(key, 0) + 1
+            if outcome != "ok":
+                return
+            series = self.series[mode]
+            queue_h, engine_h, total_h = series.histograms
+            queue_h.observe(queue_s)
+            engine_h.observe(engine_s)
+            total_h.observe(total_s)
+            series.received += received
+            if copied:
+                series.copied += copied
+            else:
+                series.zero_copy += 1
         series.window.add(total_s)
+
+    def request_counts_snapshot(self) -> list[tuple[tuple[str, str], int]]:
+        """``request_counts`` items, copied under the lock (another thread may add a key meanwhile)."""
+        with self._lock:
+            return list(self.request_counts.items())
 
     # -- the JSON view ---------------------------------------------------------------------------
 
     def requests_by_mode(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
-        for (mode, outcome), count in self.request_counts.items():
+        for (mode, outcome), count in self.request_counts_snapshot():
             out.setdefault(mode, {})[outcome] = count
         return out
 
@@ -195,7 +203,7 @@ class Metrics:
         return {mode: getattr(series, attr) for mode, series in self.series.items()}
 
     def ok_requests(self) -> int:
-        return sum(count for (_mode, outcome), count in self.request_counts.items() if outcome == "ok")
+        return sum(count for (_mode, outcome), count in self.request_counts_snapshot() if outcome == "ok")
 
     def fallback_count(self) -> float:
         return sum(

@@ -1,7 +1,11 @@
-"""The shared-memory session server: an asyncio Unix-socket server speaking ``protocol``.
+"""The shared-memory session server: a Unix-socket server speaking ``protocol``, one thread per session.
 
-One ``asyncio.Protocol`` per connection. A session owns its segments (``memory.SessionMemory``); the pixels never cross
-the socket, only a 20-byte header and a small struct do. What this module guarantees:
+The listener runs on the service's asyncio loop; each accepted connection gets a ``Session`` served by its
+own thread, which reads with a plain blocking ``recv`` and answers non-blocking engines (null) right there.
+Why a thread and not an ``asyncio.Protocol``: a request is a 20-byte header and a small struct, and what it
+costs is wake-ups and interpreter work, not bytes. Measured on this 2-vCPU machine (ARCHITECTURE.md,
+decision 3), the selector loop's own round (epoll, handles, callbacks) cost as much again as the whole
+blocking-socket ping-pong. A session's pixels never cross the socket. What this module guarantees:
 
 - the socket's directory is 0770 or stricter, and each peer's uid/gid is checked before anything else;
 - a frame error that loses the stream ends the session with an ERROR frame and a logged reason; an error
@@ -9,19 +13,23 @@ the socket, only a 20-byte header and a small struct do. What this module guaran
 - on EOF (a client died or left) in-flight work is finished (or cancelled after ``drain_timeout``), then
   every segment is unmapped and closed, so the kernel frees the pages: a dead client leaks nothing.
 
-No locks here: everything runs on the event loop, and frames stay whole because every write but one goes
-through the transport, and the one that cannot (a descriptor with SCM_RIGHTS) waits for the transport's
-buffer to be empty first. The core's admission semaphore is never held while writing to a socket.
+Threads and locks: the session thread alone reads the socket and decodes frames. Frames are written by
+the session thread (inline replies, WELCOME, segments with SCM_RIGHTS) and by the loop's executor
+(replies of blocking engines, BYE), each whole under ``Session._send_lock``, the innermost lock. Requests
+for blocking engines go to the loop (``ServiceCore.process``: admission, timeouts), so the admission
+semaphore stays an asyncio one and is never held while writing to a socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import gc
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -34,10 +42,13 @@ from ..config import ServiceConfig
 from ..errors import ErrorCode, InvalidRequest, PeerRejected, ProtocolError, ShmBridgeError
 from ..memory import MemoryBudget, SessionMemory
 from ..models import DEFAULT_OPTIONS, OcrOptions, PixelFormat, Roi
-from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path, wait_writable
+from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path
 from .core import ServiceCore
 
 log = logging.getLogger("shmbridge.session")
+
+_RECV = 64 * 1024  # control frames are small; one read takes many pipelined requests
+_LINGER = 1.0  # seconds a refused peer may still read the reason before the socket closes
 
 
 class SessionServer:
@@ -82,10 +93,10 @@ class SessionServer:
                 log.warning("accept failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
-            conn.setblocking(False)
             try:
-                await loop.connect_accepted_socket(lambda conn=conn: Session(self, conn), sock=conn)
-            except OSError as exc:
+                conn.settimeout(self.config.request_timeout)
+                Session(self, conn).start()
+            except (OSError, RuntimeError) as exc:  # RuntimeError: no thread could be started
                 log.warning("could not start a session: %s", exc)
                 conn.close()
 
@@ -130,94 +141,108 @@ class SessionServer:
         return peer.uid in self.config.allowed_uids or peer.gid in self.config.allowed_gids
 
 
-class Session(asyncio.Protocol):
-    """One client connection: its protocol state, its memory, and its in-flight requests.
+class Session:
+    """One client connection: its protocol state, its memory, its in-flight requests, and its thread.
 
-    An ``asyncio.Protocol``: frames are decoded in ``data_received``, straight from the selector callback.
-    With a non-blocking engine (null) a request is answered before ``data_received`` returns: no task,
-    no future, no thread hop. Blocking engines get one task per request, bounded by the core's admission.
+    The session thread reads and decodes frames. With a non-blocking engine (null) a request is answered
+    on that thread before the next read: no task, no future, no thread hop. Blocking engines get one
+    coroutine per request on the loop, bounded by the core's admission. Ending always goes through the
+    loop (``_finish``), which joins the thread before it unmaps anything.
     """
 
     def __init__(self, server: SessionServer, sock: socket.socket) -> None:
         self.server = server
         self.core = server.core
-        self.sock = sock  # kept for SCM_RIGHTS; every other write goes through the transport
+        self.sock = sock  # blocking with a timeout of request_timeout: a peer that stops reading is cut off
         self.id = uuid.uuid4().hex[:12]
         self.conn = p.ServerConnection(server.config.max_control_frame)
         self.memory = SessionMemory(server.budget, server.config.session_bytes, server.config.max_frame_bytes)
         self.metrics = self.core.metrics
-        self.transport: asyncio.Transport | None = None
         self._loop = asyncio.get_running_loop()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._thread = threading.Thread(target=self._serve, name=f"session-{self.id}", daemon=True)
+        self._send_lock = threading.Lock()
+        self._stream_lost = False  # a write failed half-way: no frame may follow (guarded by _send_lock)
+        self._pending: set[concurrent.futures.Future[None]] = set()  # blocking-engine requests on the loop
         self._opened = False
         self._closing: str | None = None
-        self._dead = False  # a fatal error was answered; input is discarded from here on
         self.finished: asyncio.Future[None] = self._loop.create_future()
         self._finishing = False
 
-    # -- asyncio.Protocol --------------------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def start(self) -> None:
+        """Called on the loop: register the session and start its thread."""
         self.server.sessions.add(self)
+        try:
+            self._thread.start()
+        except BaseException:
+            self.server.sessions.discard(self)
+            raise
+
+    # -- the session thread ------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        reason = "connection closed"
+        try:
+            reason = self._read_frames()
+        except Exception:  # a bug must end this session, not leave it half-alive
+            log.exception("session %s: unexpected error", self.id)
+            reason = "internal error"
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed: the service is gone
+                self._loop.call_soon_threadsafe(self._finish, self._closing or reason)
+
+    def _read_frames(self) -> str:
+        """Read, decode and answer until the session ends; return why it ended."""
         peer = peer_credentials(self.sock)
         if not self.server.peer_allowed(peer):
             config = self.server.config
-            self._fatal(
+            return self._fatal(
                 PeerRejected(
                     f"uid {peer.uid} gid {peer.gid} may not use this service "
                     f"(allowed uids {config.allowed_uids}, gids {config.allowed_gids})"
                 )
             )
+        recv = self.sock.recv
+        while True:
+            try:
+                data = recv(_RECV)
+            except TimeoutError:  # idle: only a shutdown ends an idle session
+                if self._closing:
+                    return self._closing
+                continue
+            except OSError as exc:
+                return f"connection lost: {exc}"
+            self.conn.receive_data(data)
+            ended = self._drain_events()  # on EOF a frame cut off is logged as TRUNCATED
+            if ended is not None:
+                return ended
+            if not data:
+                return "client closed the connection"
 
-    def data_received(self, data: bytes) -> None:
-        if self._dead:
-            return
-        self.conn.receive_data(data)
-        self._drain_events()
-
-    def eof_received(self) -> bool:
-        if not self._dead:
-            self.conn.receive_data(b"")
-            self._drain_events()  # a frame cut off by EOF is logged as TRUNCATED
-        self._finish("client closed the connection")
-        return True  # keep the transport: in-flight work finishes before it closes
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._finish(f"connection lost: {exc}" if exc else "connection closed")
-
-    # -- frames in ---------------------------------------------------------------------------------
-
-    def _drain_events(self) -> None:
-        while not self._dead:
+    def _drain_events(self) -> str | None:
+        """Handle every whole frame received; return a reason when the session must end."""
+        while True:
             try:
                 event = self.conn.next_event()
             except ProtocolError as exc:
                 if exc.request_id is None:
-                    self._fatal(exc)
-                    return
+                    return self._fatal(exc)
                 self._write_error(exc.request_id, exc)
                 continue
             except ShmBridgeError as exc:
-                self._fatal(exc)
-                return
+                return self._fatal(exc)
             if event is None:
-                return
+                return None
             try:
-                self._handle(event)
+                if isinstance(event, p.OcrRequest):
+                    self._on_ocr(event)
+                elif isinstance(event, p.Alloc):
+                    self._on_alloc(event)
+                elif isinstance(event, p.Hello):
+                    self._on_hello(event)
+                elif isinstance(event, p.Bye):
+                    return f"client said bye: {event.reason}" if event.reason else "client said bye"
             except ShmBridgeError as exc:  # connection-level: HELLO refused (limit, version)
-                self._fatal(exc)
-                return
-
-    def _handle(self, event: p.Event) -> None:
-        if isinstance(event, p.OcrRequest):
-            self._on_ocr(event)
-        elif isinstance(event, p.Alloc):
-            self._on_alloc(event)
-        elif isinstance(event, p.Hello):
-            self._on_hello(event)
-        elif isinstance(event, p.Bye):
-            self._finish(f"client said bye: {event.reason}" if event.reason else "client said bye")
+                return self._fatal(exc)
 
     def _on_hello(self, event: p.Hello) -> None:
         version = p.negotiate(event.versions)
@@ -227,7 +252,7 @@ class Session(asyncio.Protocol):
         welcome = p.Welcome(
             event.request_id, version, self.id, limits=self.server.limits(), engine=self.core.pool.capabilities()
         )
-        self._write(p.encode(welcome))
+        self._send(p.encode(welcome))
         self.conn.welcomed()
 
     def _on_alloc(self, event: p.Alloc) -> None:
@@ -238,7 +263,7 @@ class Session(asyncio.Protocol):
             return
         self.metrics.bytes_mapped.set(self.server.budget.used_bytes)
         frame = p.encode(p.SegmentGranted(event.request_id, segment.id, segment.slot_size, segment.slot_count))
-        self._spawn(self._send_with_fd(frame, segment.fd))
+        self._send(frame, segment.fd)
 
     def _on_ocr(self, event: p.OcrRequest) -> None:
         try:
@@ -249,20 +274,40 @@ class Session(asyncio.Protocol):
         except ShmBridgeError as exc:
             self._write_error(event.request_id, exc)
             return
-        fmt = PixelFormat(event.pixel_format)
+        fmt: PixelFormat = event.pixel_format  # type: ignore[assignment]  # decoding yields members
         if not self.core.inline:
-            self._spawn(self._ocr_in_pool(event, view, fmt, options))
+            future = asyncio.run_coroutine_threadsafe(self._ocr_in_pool(event, view, fmt, options), self._loop)
+            self._pending.add(future)
+            future.add_done_callback(self._pending_done)
             return
-        # Microseconds and never blocks: answer right here.
+        # Microseconds and never blocks: answer right here, on this session's thread.
         try:
             result = self.core.process_inline(view, fmt, options, mode="shm_session", request_id=str(event.request_id))
         except ShmBridgeError as exc:
             self._write_error(event.request_id, exc)
         else:
-            self._write(p.encode_result_json(event.request_id, result.model_dump_json().encode()))
+            self._send(p.encode_result_json(event.request_id, result.model_dump_json().encode()))
         finally:
             del view
-            self._give_back(event.segment, event.slot)
+            self.memory.give_back(event.segment, event.slot)
+
+    def _fatal(self, exc: ShmBridgeError) -> str:
+        """Answer an error that loses the stream, half-close, and linger a moment before the session ends.
+
+        The half-close and the linger let a client that is still writing (its HELLO, say) read the reason
+        instead of hitting a broken pipe."""
+        log.info("session %s: %s: %s", self.id, exc.code.name, exc.message)
+        self._send(p.encode(p.Error(getattr(exc, "request_id", None) or 0, exc.code, exc.message)))
+        deadline = time.monotonic() + _LINGER
+        with contextlib.suppress(OSError):  # TimeoutError included: the linger is over
+            self.sock.shutdown(socket.SHUT_WR)
+            while (remaining := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(remaining)
+                if not self.sock.recv(_RECV):
+                    break
+        return f"{exc.code.name}: {exc.message}"
+
+    # -- on the loop: blocking engines ---------------------------------------------------------------
 
     async def _ocr_in_pool(self, event: p.OcrRequest, view: Any, fmt: PixelFormat, options: OcrOptions) -> None:
         segment_id, slot = event.segment, event.slot
@@ -273,82 +318,50 @@ class Session(asyncio.Protocol):
                 options,
                 mode="shm_session",
                 request_id=str(event.request_id),
-                on_release=lambda: self._give_back(segment_id, slot),
+                on_release=lambda: self.memory.give_back(segment_id, slot),
             )
         except ShmBridgeError as exc:
-            del view
-            self._write_error(event.request_id, exc)
-            return
+            frame = _error_frame(event.request_id, exc)
+        else:
+            frame = p.encode_result_json(event.request_id, result.model_dump_json().encode())
         del view
-        self._write(p.encode_result_json(event.request_id, result.model_dump_json().encode()))
+        await self._loop.run_in_executor(None, self._send, frame)  # a slow reader must not stall the loop
 
-    def _give_back(self, segment_id: int, slot: int) -> None:
-        self.memory.give_back(segment_id, slot)
+    def _pending_done(self, future: concurrent.futures.Future[None]) -> None:
+        self._pending.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            log.error("session %s: request failed", self.id, exc_info=future.exception())
 
-    # -- frames out --------------------------------------------------------------------------------
+    # -- frames out (any thread) ---------------------------------------------------------------------
 
-    def _write(self, data: bytes) -> None:
-        """Queue one whole frame. The transport keeps frames whole and in order; after EOF it drops them."""
-        transport = self.transport
-        if transport is not None and not transport.is_closing():
-            transport.write(data)
+    def _send(self, frame: bytes, fd: int | None = None) -> None:
+        """Write one whole frame (with ``fd`` attached by SCM_RIGHTS). A write that fails or times out
+        half-way loses the stream: the socket is shut down, which ends the session thread's read."""
+        with self._send_lock:
+            if self._stream_lost:
+                return
+            try:
+                sent = 0 if fd is None else socket.send_fds(self.sock, [frame], [fd])
+                if sent < len(frame):
+                    self.sock.sendall(memoryview(frame)[sent:])
+            except OSError as exc:
+                self._stream_lost = True
+                log.info("session %s: writing failed, the session ends: %s", self.id, exc)
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
 
     def _write_error(self, request_id: int, exc: ShmBridgeError) -> None:
-        self._write(p.encode(p.Error(request_id, exc.code, exc.message, getattr(exc, "retry_after", None))))
+        self._send(_error_frame(request_id, exc))
 
-    async def _send_with_fd(self, frame: bytes, fd: int) -> None:
-        """SCM_RIGHTS goes around the transport: wait until its buffer is empty so frames stay whole."""
-        transport = self.transport
-        deadline = time.monotonic() + self.server.config.request_timeout
-        while transport is not None and transport.get_write_buffer_size():
-            if transport.is_closing() or time.monotonic() > deadline:
-                return
-            await asyncio.sleep(0.001)
-        if transport is None or transport.is_closing():
-            return
-        while True:
-            try:
-                sent = socket.send_fds(self.sock, [frame], [fd])
-                break
-            except BlockingIOError:
-                await wait_writable(self._loop, self.sock)
-            except OSError as exc:
-                log.info("session %s: could not pass a segment: %s", self.id, exc)
-                return
-        if sent < len(frame):
-            transport.write(frame[sent:])  # no await since send_fds: nothing slipped in between
-
-    # -- ending ------------------------------------------------------------------------------------
-
-    def _fatal(self, exc: ShmBridgeError) -> None:
-        """Answer an error that loses the stream, then end the session after a short linger.
-
-        The half-close lets a client that is still writing (its HELLO, say) read the reason instead of
-        hitting a broken pipe."""
-        log.info("session %s: %s: %s", self.id, exc.code.name, exc.message)
-        self._dead = True
-        self._write(p.encode(p.Error(getattr(exc, "request_id", None) or 0, exc.code, exc.message)))
-        transport = self.transport
-        if transport is not None and transport.can_write_eof() and not transport.is_closing():
-            transport.write_eof()
-        self._loop.call_later(1.0, self._finish, f"{exc.code.name}: {exc.message}")
+    # -- ending (on the loop) ------------------------------------------------------------------------
 
     def request_close(self, reason: str) -> None:
-        """Service shutdown: read nothing new, finish in-flight work, say BYE."""
+        """Service shutdown: read nothing new (the half-close wakes the session thread), finish in-flight
+        work, say BYE."""
         self._closing = reason
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RD)
         self._finish(reason)
-
-    def _spawn(self, coro: Any) -> None:
-        task = self._loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("session %s: request task failed", self.id, exc_info=task.exception())
 
     def _finish(self, reason: str) -> None:
         if self._finishing:
@@ -357,20 +370,27 @@ class Session(asyncio.Protocol):
         self._loop.create_task(self._wind_down(reason), name=f"session-{self.id}-end")
 
     async def _wind_down(self, reason: str) -> None:
-        """Finish or cancel in-flight work, then release every mapping. Never raises."""
+        """Join the thread, finish or cancel in-flight work, then release every mapping. Never raises."""
         log.info("session %s ends: %s", self.id, reason)
+        config = self.server.config
         try:
-            if self._tasks:
-                _done, pending = await asyncio.wait(set(self._tasks), timeout=self.server.config.drain_timeout)
-                for task in pending:
-                    task.cancel()
-                if pending:
-                    await asyncio.wait(pending, timeout=1.0)
+            if self._thread.is_alive():  # it is reading: a half-close ends the read at once
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RD)
+                await self._loop.run_in_executor(None, self._thread.join, config.request_timeout + _LINGER)
+            pending = [asyncio.wrap_future(future) for future in list(self._pending)]
+            if pending:
+                _done, late = await asyncio.wait(pending, timeout=config.drain_timeout)
+                for future in late:
+                    future.cancel()
+                if late:
+                    await asyncio.wait(late, timeout=1.0)
             if self._closing:
-                self._write(p.encode(p.Bye(0, self._closing)))
+                await self._loop.run_in_executor(None, self._send, p.encode(p.Bye(0, self._closing)))
         finally:
-            if self.transport is not None:
-                self.transport.close()
+            with self._send_lock:
+                self._stream_lost = True
+                self.sock.close()
             self.server.sessions.discard(self)
             await self._release_memory()
             if self._opened:
@@ -398,6 +418,10 @@ class Session(asyncio.Protocol):
                 log.error("session %s: a view of its memory is still referenced; mapping kept", self.id)
         self.metrics.bytes_mapped.set(self.server.budget.used_bytes)
         log.info("session %s released %d bytes of shared memory", self.id, released)
+
+
+def _error_frame(request_id: int, exc: ShmBridgeError) -> bytes:
+    return p.encode(p.Error(request_id, exc.code, exc.message, getattr(exc, "retry_after", None)))
 
 
 def _options(event: p.OcrRequest) -> OcrOptions:
