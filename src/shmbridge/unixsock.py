@@ -96,9 +96,9 @@ async def _wait_ready(sock: socket.socket, add: Any, remove: Any) -> None:
 _ANC_SPACE = socket.CMSG_SPACE(8 * struct.calcsize("i"))
 
 
-def recv_with_fds(sock: socket.socket, bufsize: int) -> tuple[bytes, list[int]]:
+def recv_with_fds(sock: socket.socket, bufsize: int, flags: int = 0) -> tuple[bytes, list[int]]:
     """``recvmsg`` that also collects any fds that arrived; the caller owns (must close) them."""
-    data, ancdata, _flags, _addr = sock.recvmsg(bufsize, _ANC_SPACE)
+    data, ancdata, _flags, _addr = sock.recvmsg(bufsize, _ANC_SPACE, flags)
     fds: list[int] = []
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:

@@ -41,6 +41,7 @@ from ..errors import (
 from ..models import OcrOptions, OcrResult, PixelFormat
 from ..unixsock import recv_with_fds, wait_readable
 from .slots import SessionState, SlotLease, copy_into, error_of, format_of
+from .spin import DEFAULT_SPIN, SpinWindow
 
 _RECV = 32 * 1024  # below malloc's mmap threshold: a bigger buffer costs page faults on every read
 DEFAULT_TIMEOUT = 30.0
@@ -64,9 +65,14 @@ def _connect_socket(path: str | os.PathLike[str], timeout: float) -> socket.sock
 class SessionClient:
     """A blocking session. Thread-safe; one socket, many requests in flight."""
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, timeout: float = DEFAULT_TIMEOUT, spin: float = DEFAULT_SPIN
+    ) -> None:
+        """``spin``: at most this many seconds of polling the socket before sleeping on it, adapted to how
+        fast replies come (``client.spin``); 0 never polls."""
         self.path = Path(path)
         self.timeout = timeout
+        self._spin = SpinWindow(spin)
         self.state = SessionState()
         self._sock: socket.socket | None = None
         self._send_lock = threading.Lock()
@@ -284,10 +290,15 @@ class SessionClient:
         if sock is None:
             return None
         try:
-            ready, _, _ = select.select([sock], [], [], timeout)
-            if not ready:
-                return None
-            data, fds = recv_with_fds(sock, _RECV)
+            started = time.perf_counter()
+            received = self._poll(sock, min(self._spin.window, timeout)) if self._spin.window else None
+            if received is None:
+                ready, _, _ = select.select([sock], [], [], timeout)
+                if not ready:
+                    return None
+                received = recv_with_fds(sock, _RECV)
+            self._spin.record(time.perf_counter() - started)
+            data, fds = received
         except (OSError, ValueError) as exc:
             self._fail(SessionClosed(f"reading from the service failed: {exc}"))
             return None
@@ -297,6 +308,18 @@ class SessionClient:
             self._fail(SessionClosed("the service closed the session"))
             return None
         return data, fds
+
+    @staticmethod
+    def _poll(sock: socket.socket, window: float) -> tuple[bytes, list[int]] | None:
+        """Non-blocking reads for up to ``window`` seconds; ``None`` if nothing came."""
+        clock = time.perf_counter
+        deadline = clock() + window
+        while True:
+            try:
+                return recv_with_fds(sock, _RECV, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                if clock() >= deadline:
+                    return None
 
     def _feed(self, data: bytes, fds: list[int]) -> list[p.Event]:
         """Decode with the condition held: attaching a segment changes the free lists other threads read."""
