@@ -40,7 +40,8 @@ class Engine(abc.ABC):
     #: Whether ``recognize`` accepts any strides (a cropped view) without the service copying first.
     accepts_strides: ClassVar[bool] = False
     #: False only for engines that finish in microseconds and never block (null): the service then
-    #: calls them on the event loop instead of paying a thread hop.
+    #: calls them on the thread that received the request (the event loop, a session thread) instead of
+    #: paying a thread hop.
     blocking: ClassVar[bool] = True
 
     def warm_up(self) -> None:  # noqa: B027 - optional hook, default does nothing
