@@ -215,16 +215,22 @@ class MemoryBudget:
         self.used_bytes = 0
         self.sessions = 0
         self._lock = threading.Lock()
+        self._session_left = threading.Condition(self._lock)
 
-    def open_session(self) -> None:
+    def open_session(self, wait: float = 0.0) -> None:
+        """Count one more session, waiting up to ``wait`` seconds for a place when all are taken.
+
+        The wait covers a client that ends its session and reconnects at once: its old session's thread
+        may not have read the BYE yet when the new HELLO arrives."""
         with self._lock:
-            if self.sessions >= self.max_sessions:
+            if not self._session_left.wait_for(lambda: self.sessions < self.max_sessions, wait):
                 raise SessionLimitExceeded(f"the service already holds {self.sessions} sessions (the limit)")
             self.sessions += 1
 
     def close_session(self) -> None:
         with self._lock:
             self.sessions -= 1
+            self._session_left.notify()
 
     def reserve(self, nbytes: int) -> None:
         with self._lock:

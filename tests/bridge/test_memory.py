@@ -6,6 +6,8 @@ import fcntl
 import mmap
 import os
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -100,6 +102,22 @@ def test_views_outside_the_slot_are_refused(args: tuple[int, ...], code: ErrorCo
         assert info.value.code == code
     finally:
         segment.close()
+
+
+def test_a_new_session_waits_briefly_for_one_that_is_ending() -> None:
+    budget = MemoryBudget(total_bytes=MiB, max_sessions=1)
+    budget.open_session()
+    leaving = threading.Timer(0.05, budget.close_session)  # the old session's thread reads its BYE late
+    leaving.start()
+    try:
+        budget.open_session(wait=5.0)  # returns once the place is free, long before the wait is over
+    finally:
+        leaving.join()
+    assert budget.sessions == 1
+    started = time.monotonic()
+    with pytest.raises(SessionLimitExceeded):
+        budget.open_session(wait=0.1)  # nobody leaves: refused after the wait
+    assert 0.1 <= time.monotonic() - started < 5.0
 
 
 def test_session_and_total_limits_are_typed_errors() -> None:

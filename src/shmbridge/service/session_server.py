@@ -48,6 +48,7 @@ from .core import ServiceCore
 log = logging.getLogger("shmbridge.session")
 
 _RECV = 64 * 1024  # control frames are small; one read takes many pipelined requests
+_SESSION_WAIT = 0.2  # seconds a HELLO waits for a session that is ending to give its place back
 _LINGER = 1.0  # seconds a refused peer may still read the reason before the socket closes
 
 
@@ -187,6 +188,7 @@ class Session:
             log.exception("session %s: unexpected error", self.id)
             reason = "internal error"
         finally:
+            self._leave_budget()
             with contextlib.suppress(RuntimeError):  # the loop is already closed: the service is gone
                 self._loop.call_soon_threadsafe(self._finish, self._closing or reason)
 
@@ -246,7 +248,8 @@ class Session:
 
     def _on_hello(self, event: p.Hello) -> None:
         version = p.negotiate(event.versions)
-        self.server.budget.open_session()  # SessionLimitExceeded ends the session with a clear code
+        # SessionLimitExceeded ends the session with a clear code, after a short wait for a place.
+        self.server.budget.open_session(wait=_SESSION_WAIT)
         self._opened = True
         self.metrics.sessions.inc()
         welcome = p.Welcome(
@@ -306,6 +309,16 @@ class Session:
                 if not self.sock.recv(_RECV):
                     break
         return f"{exc.code.name}: {exc.message}"
+
+    def _leave_budget(self) -> None:
+        """Give the session's place back (any thread, once). The thread does it as soon as it stops
+        reading, so a client that says BYE and reconnects at once is not refused for the session it
+        just ended; the session's bytes stay counted until its memory is unmapped."""
+        with self._send_lock:
+            opened, self._opened = self._opened, False
+        if opened:
+            self.server.budget.close_session()
+            self.metrics.sessions.dec()
 
     # -- on the loop: blocking engines ---------------------------------------------------------------
 
@@ -393,9 +406,7 @@ class Session:
                 self.sock.close()
             self.server.sessions.discard(self)
             await self._release_memory()
-            if self._opened:
-                self.server.budget.close_session()
-                self.metrics.sessions.dec()
+            self._leave_budget()  # done by the thread already, unless it never ended
             if not self.finished.done():
                 self.finished.set_result(None)
 
