@@ -170,3 +170,56 @@ def test_mutated_valid_frames_never_crash_the_parser(flips: list[tuple[int, int]
     _drain(conn)
     conn.receive_data(b"")
     _drain(conn)
+
+
+# -- the hot path decodes exactly like the general one ---------------------------------------------
+
+
+def _outcomes(data: bytes, *, hot: bool) -> list[object]:
+    """Every event (or error code) in ``data``, taking the OCR_REQUEST hot path first when ``hot``."""
+    decoder = p.FrameDecoder(4096)
+    decoder.receive_data(data)
+    decoder.receive_data(b"")
+    out: list[object] = []
+    for _ in range(64):
+        event = decoder.next_plain_ocr_request() if hot else None
+        if event is None:
+            try:
+                frame = decoder.next_frame()
+            except ProtocolError as exc:  # a bad header loses the stream
+                out.append(exc.code)
+                break
+            if frame is None:
+                break
+            try:
+                event = p.decode_event(frame)
+            except ProtocolError as exc:  # a bad body loses only its frame
+                out.append(exc.code)
+                continue
+        out.append(event)
+    return out
+
+
+_u32 = st.integers(0, 2**32 - 1)
+_ocr_structs = st.tuples(
+    _u32, _u32, st.integers(0, 2**64 - 1), _u32, _u32, st.integers(0, 255), st.sampled_from([0, 1, 2, 255]),
+    st.integers(0, 6), st.integers(0, 255), st.integers(0, 2**64 - 1), _u32, _u32, st.sampled_from([0, 1, 64]), _u32,
+)  # fmt: skip
+_options_bodies = st.sampled_from([b"", b'{"languages": ["de"]}'])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(st.integers(0, 2**64 - 1), _ocr_structs, _options_bodies), min_size=1, max_size=4),
+    st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3),
+)
+def test_the_ocr_hot_path_decodes_like_the_general_path(
+    frames: list[tuple[int, tuple[int, ...], bytes]], flips: list[tuple[int, int]]
+) -> None:
+    data = bytearray()
+    for rid, fields, options in frames:
+        body = p.OCR_STRUCT.pack(*fields) + options
+        data += p.HEADER.pack(p.MAGIC, p.VERSION, p.FrameType.OCR_REQUEST, 0, rid, len(body)) + body
+    for index, value in flips:
+        data[index % len(data)] = value
+    assert _outcomes(bytes(data), hot=True) == _outcomes(bytes(data), hot=False)
