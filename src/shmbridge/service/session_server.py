@@ -39,7 +39,7 @@ from pydantic import ValidationError
 
 from .. import protocol as p
 from ..config import ServiceConfig
-from ..errors import ErrorCode, InvalidRequest, PeerRejected, ProtocolError, ShmBridgeError
+from ..errors import ErrorCode, InvalidRequest, PeerRejected, ProtocolError, ServiceUnavailable, ShmBridgeError
 from ..memory import MemoryBudget, SessionMemory
 from ..models import DEFAULT_OPTIONS, OcrOptions, PixelFormat, Roi
 from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path
@@ -148,7 +148,7 @@ class Session:
     The session thread reads and decodes frames. With a non-blocking engine (null) a request is answered
     on that thread before the next read: no task, no future, no thread hop. Blocking engines get one
     coroutine per request on the loop, bounded by the core's admission. Ending always goes through the
-    loop (``_finish``), which joins the thread before it unmaps anything.
+    loop (``_finish``), which waits for the thread to end before it unmaps anything.
     """
 
     def __init__(self, server: SessionServer, sock: socket.socket) -> None:
@@ -279,7 +279,15 @@ class Session:
             return
         fmt: PixelFormat = event.pixel_format  # type: ignore[assignment]  # decoding yields members
         if not self.core.inline:
-            future = asyncio.run_coroutine_threadsafe(self._ocr_in_pool(event, view, fmt, options), self._loop)
+            coro = self._ocr_in_pool(event, view, fmt, options)
+            try:
+                future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+            except RuntimeError:  # the loop is closed: the service is going away
+                coro.close()
+                self.memory.give_back(event.segment, event.slot)
+                self._write_error(event.request_id, ServiceUnavailable("the service is shutting down",
+                                                                       code=ErrorCode.SHUTTING_DOWN))  # fmt: skip
+                return
             self._pending.add(future)
             future.add_done_callback(self._pending_done)
             return
@@ -383,14 +391,18 @@ class Session:
         self._loop.create_task(self._wind_down(reason), name=f"session-{self.id}-end")
 
     async def _wind_down(self, reason: str) -> None:
-        """Join the thread, finish or cancel in-flight work, then release every mapping. Never raises."""
+        """Let the thread end, finish or cancel in-flight work, then release every mapping. Never raises."""
         log.info("session %s ends: %s", self.id, reason)
         config = self.server.config
         try:
             if self._thread.is_alive():  # it is reading: a half-close ends the read at once
                 with contextlib.suppress(OSError):
                     self.sock.shutdown(socket.SHUT_RD)
-                await self._loop.run_in_executor(None, self._thread.join, config.request_timeout + _LINGER)
+                # Polled rather than joined in the executor: a thread stuck writing to a client that stopped
+                # reading (up to request_timeout) must not hold one of the executor's few workers.
+                deadline = time.monotonic() + config.request_timeout + _LINGER
+                while self._thread.is_alive() and time.monotonic() < deadline:
+                    await asyncio.sleep(0.005)
             pending = [asyncio.wrap_future(future) for future in list(self._pending)]
             if pending:
                 _done, late = await asyncio.wait(pending, timeout=config.drain_timeout)
