@@ -12,13 +12,16 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
+from shmbridge import protocol as p
 from shmbridge.client.session import AsyncSessionClient, SessionClient
 from shmbridge.engines.null import checksum
 from shmbridge.errors import PeerRejected, SessionClosed, SessionLimitExceeded
 from tests.support.namespaces import isolated_command, namespace_support
+from tests.support.rawpeer import RawPeer
 from tests.support.service import RunningService, running_service, shm_fds, shm_mappings, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -245,3 +248,33 @@ def test_a_client_behind_a_namespace_boundary_works_end_to_end(tmp_path: Path) -
         code_in_tmp = [REPO.resolve().relative_to("/tmp").parts[0]] if REPO.resolve().is_relative_to("/tmp") else []
         assert report == {"dev_shm": [], "tmp": code_in_tmp, "http_reachable": False, "checksums_ok": True}
         assert _metric(service.metrics_text(), "shmbridge_bytes_copied_total", mode="shm_session") == 0
+
+
+def test_a_client_that_stops_reading_loses_only_its_own_session(tmp_path: Path) -> None:
+    """Replies to a peer that never reads fill the socket; the session's thread may wait for them at most
+    request_timeout, then that session ends. Meanwhile other sessions and HTTP answer as usual, and the
+    service holds no growing buffer of unread replies (it writes in place, it does not queue)."""
+    with running_service(tmp_path, "--request-timeout", "3", "--engine-option", "checksum_mode=full") as service:
+        baseline = len(shm_fds(service.pid))
+        with RawPeer(service.socket_path) as peer:
+            peer.handshake()
+            granted = peer.alloc(64 * 64 * 3, slots=1)
+            request = p.encode(p.OcrRequest(10, granted.segment, 0, 0, 64, 64, 3, "rgb", 192))
+            peer.sock.settimeout(0.5)
+            sent = 0
+            with pytest.raises(TimeoutError):  # both directions fill up: the service stopped reading us
+                while sent < 200_000:
+                    peer.sock.sendall(request)
+                    sent += 1
+            assert sent > 100
+            stalled_at = time.monotonic()
+            with SessionClient(service.socket_path, timeout=5) as other:  # a bystander is not held up
+                frame = np.full((32, 32, 3), 9, np.uint8)
+                assert other.ocr_copy(frame).checksum == checksum(frame, "full")
+            assert httpx.get(f"{service.url}/health", timeout=5).status_code == 200
+            assert time.monotonic() - stalled_at < 3.0, "the bystander had to wait for the stalled session"
+            # After request_timeout the service gives up on the stalled peer: its session ends.
+            assert wait_until(lambda: len(shm_fds(service.pid)) == baseline, timeout=15)
+        assert service.alive()
+        with SessionClient(service.socket_path, timeout=5) as again:
+            assert again.ocr_copy(np.zeros((8, 8, 3), np.uint8)).checksum
