@@ -82,6 +82,8 @@ def test_register_list_ocr_unregister(regions: RegionClient, client: httpx.Clien
     assert (info["name"], info["byte_size"], info["state"], info["client"]) == (name, 4000, "active", regions.client_id)
     listed = client.get(REGIONS).json()
     assert name in [item["name"] for item in listed["regions"]] and listed["bytes_mapped"] >= 4000
+    scraped = client.get("/metrics").text
+    assert f"shmbridge_region_bytes_mapped {float(listed['bytes_mapped'])}" in scraped, scraped
 
     result = regions.ocr(region=name, offset=64, height=20, width=30, channels=3, pixel_format="rgb",
                          request_id="shm-1")  # fmt: skip

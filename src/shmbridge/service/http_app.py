@@ -50,6 +50,7 @@ def create_app(core: ServiceCore, sessions: SessionServer | None, budget: Memory
     regions = RegionRegistry(config.region_dir, config.max_regions_per_client, config.max_region_bytes)
     gate = DecodeGate(max(2, config.in_flight_limit), config.queue_size, config.request_timeout, config.retry_after)
     ctx = HttpContext(core, sessions, budget, regions, gate)
+    core.metrics.region_bytes_mapped.set_function(lambda: regions.status()["bytes_mapped"])  # read at scrape
     app = FastAPI(
         title="shmbridge",
         version=_version(),

@@ -145,7 +145,10 @@ class Metrics:
         self.queued = Gauge("shmbridge_queued", "Requests waiting for admission", registry=reg)
         self.sessions = Gauge("shmbridge_sessions", "Open shared-memory sessions", registry=reg)
         self.slots_in_use = Gauge("shmbridge_slots_in_use", "Slots lent to the service right now", registry=reg)
-        self.bytes_mapped = Gauge("shmbridge_bytes_mapped", "Shared-memory bytes mapped", registry=reg)
+        self.bytes_mapped = Gauge("shmbridge_bytes_mapped", "Session shared-memory bytes mapped", registry=reg)
+        self.region_bytes_mapped = Gauge(
+            "shmbridge_region_bytes_mapped", "Bytes of registered named regions mapped", registry=reg
+        )
         self.regions = Gauge("shmbridge_regions", "Registered named shared regions", registry=reg)
         ratio = Gauge("shmbridge_zero_copy_ratio", "Share of requests served without copying pixels", registry=reg)
         ratio.set_function(self.zero_copy_ratio)
