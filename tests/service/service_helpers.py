@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,12 +79,15 @@ def start_service(
     regions: bool = True,
     env: dict[str, str] | None = None,
     port: str | None = "0",
+    prefix: Sequence[str] = (),
 ) -> ServiceProcess:
-    """Start ``shmbridge serve`` and return once ``/health`` answers 200."""
+    """Start ``shmbridge serve`` (behind ``prefix``, a wrapper such as ``setpriv ... --``) and return once
+    ``/health`` answers 200."""
     workdir.mkdir(parents=True, exist_ok=True)
     socket_path = workdir / "run" / "ocr.sock"
     region_dir = workdir / "regions" if regions else None
-    command = [sys.executable, "-m", "shmbridge.cli", "serve", "--engine", engine, "--socket", str(socket_path)]
+    command = [*prefix, sys.executable, "-m", "shmbridge.cli", "serve", "--engine", engine]
+    command += ["--socket", str(socket_path)]
     if port is not None:
         command += ["--port", port]
     if region_dir is not None:

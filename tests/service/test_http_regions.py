@@ -8,8 +8,9 @@ unregistered while a request reads it stays mapped until that request is done.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -242,3 +243,24 @@ def test_region_pixels_are_a_read_only_view() -> None:
             del view
         finally:
             registry.close()
+
+
+def test_a_file_the_service_may_not_read_is_403(service_factory: Callable[..., ServiceProcess]) -> None:
+    """An unreadable region file gets 403 ACCESS_DENIED, not a 500 or a crash. Root reads every file, so as
+    root the service runs without the two capabilities that let it (``setpriv``, bounding set)."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root and setpriv (util-linux) is missing: root would read the file anyway")
+        prefix = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--"]
+    service = service_factory(prefix=prefix)
+    assert service.region_dir is not None
+    locked = service.region_dir / "locked"
+    locked.write_bytes(bytes(4096))
+    locked.chmod(0)
+    with service.client() as http:
+        response = http.post(REGIONS, json={"name": "locked", "byte_size": 4096})
+        assert response.status_code == 403, response.text
+        assert response.json()["error"]["code"] == "ACCESS_DENIED"
+        assert http.get("/health").status_code == 200
