@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.support.namespaces import INSIDE, isolated_command, namespace_support
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,1 @@
+"""Deployment files and the container boundary."""
