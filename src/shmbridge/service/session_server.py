@@ -250,7 +250,8 @@ class Session:
         version = p.negotiate(event.versions)
         # SessionLimitExceeded ends the session with a clear code, after a short wait for a place.
         self.server.budget.open_session(wait=_SESSION_WAIT)
-        self._opened = True
+        with self._send_lock:  # _leave_budget reads it under the same lock
+            self._opened = True
         self.metrics.sessions.inc()
         welcome = p.Welcome(
             event.request_id, version, self.id, limits=self.server.limits(), engine=self.core.pool.capabilities()
