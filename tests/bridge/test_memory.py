@@ -117,7 +117,7 @@ def test_a_new_session_waits_briefly_for_one_that_is_ending() -> None:
     started = time.monotonic()
     with pytest.raises(SessionLimitExceeded):
         budget.open_session(wait=0.1)  # nobody leaves: refused after the wait
-    assert 0.1 <= time.monotonic() - started < 5.0
+    assert 0.09 <= time.monotonic() - started < 5.0  # it did wait (clock granularity aside)
 
 
 def test_session_and_total_limits_are_typed_errors() -> None:
