@@ -96,6 +96,14 @@ async def _wait_ready(sock: socket.socket, add: Any, remove: Any) -> None:
 _ANC_SPACE = socket.CMSG_SPACE(8 * struct.calcsize("i"))
 
 
+def set_send_timeout(sock: socket.socket, seconds: float) -> None:
+    """Make blocking sends on ``sock`` fail (``BlockingIOError``) after ``seconds`` without progress, in
+    the kernel (``SO_SNDTIMEO``), so reads stay plain blocking calls. ``struct timeval`` is two longs on
+    Linux; on macOS its microseconds are an int followed by padding, which little-endian packing fills alike."""
+    whole = int(seconds)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", whole, int((seconds - whole) * 1e6)))
+
+
 def recv_with_fds(sock: socket.socket, bufsize: int, flags: int = 0) -> tuple[bytes, list[int]]:
     """``recvmsg`` that also collects any fds that arrived; the caller owns (must close) them."""
     data, ancdata, _flags, _addr = sock.recvmsg(bufsize, _ANC_SPACE, flags)

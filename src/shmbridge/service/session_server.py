@@ -42,7 +42,7 @@ from ..config import ServiceConfig
 from ..errors import ErrorCode, InvalidRequest, PeerRejected, ProtocolError, ServiceUnavailable, ShmBridgeError
 from ..memory import MemoryBudget, SessionMemory
 from ..models import DEFAULT_OPTIONS, OcrOptions, PixelFormat, Roi
-from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path
+from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path, set_send_timeout
 from .core import ServiceCore
 
 log = logging.getLogger("shmbridge.session")
@@ -95,7 +95,8 @@ class SessionServer:
                 await asyncio.sleep(0.1)
                 continue
             try:
-                conn.settimeout(self.config.request_timeout)
+                conn.setblocking(True)
+                set_send_timeout(conn, self.config.request_timeout)
                 Session(self, conn).start()
             except (OSError, RuntimeError) as exc:  # RuntimeError: no thread could be started
                 log.warning("could not start a session: %s", exc)
@@ -154,7 +155,9 @@ class Session:
     def __init__(self, server: SessionServer, sock: socket.socket) -> None:
         self.server = server
         self.core = server.core
-        self.sock = sock  # blocking with a timeout of request_timeout: a peer that stops reading is cut off
+        # Blocking, reads without a timeout (one recv per read, no poll first); writes time out in the
+        # kernel after request_timeout (SO_SNDTIMEO): a peer that stops reading is cut off.
+        self.sock = sock
         self.id = uuid.uuid4().hex[:12]
         self.conn = p.ServerConnection(server.config.max_control_frame)
         self.memory = SessionMemory(server.budget, server.config.session_bytes, server.config.max_frame_bytes)
@@ -206,11 +209,7 @@ class Session:
         recv = self.sock.recv
         while True:
             try:
-                data = recv(_RECV)
-            except TimeoutError:  # idle: only a shutdown ends an idle session
-                if self._closing:
-                    return self._closing
-                continue
+                data = recv(_RECV)  # an idle session waits here until data, EOF or a shutdown
             except OSError as exc:
                 return f"connection lost: {exc}"
             self.conn.receive_data(data)
