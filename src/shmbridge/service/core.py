@@ -233,7 +233,11 @@ class ServiceCore:
 
         try:
             native, native_format, copied = self._prepare(image, pixel_format, options)
-            queue_s = await self._admit(started)
+            try:
+                queue_s = await self._admit(started)
+            except asyncio.CancelledError:  # cancelled while queued: no engine thread has the pixels
+                release()
+                raise
             try:
                 output, engine_s = await self._run_engine(native, native_format, options, release)
             finally:
