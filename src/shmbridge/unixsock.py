@@ -97,11 +97,25 @@ _ANC_SPACE = socket.CMSG_SPACE(8 * struct.calcsize("i"))
 
 
 def set_send_timeout(sock: socket.socket, seconds: float) -> None:
-    """Make blocking sends on ``sock`` fail (``BlockingIOError``) after ``seconds`` without progress, in
-    the kernel (``SO_SNDTIMEO``), so reads stay plain blocking calls. ``struct timeval`` is two longs on
-    Linux; on macOS its microseconds are an int followed by padding, which little-endian packing fills alike."""
+    """Make blocking sends on ``sock`` fail (``BlockingIOError``) after ``seconds`` without progress, in the
+    kernel (``SO_SNDTIMEO``), so reads stay plain blocking calls: a Python socket timeout would ``poll``
+    before every ``recv``."""
+    _set_timeval(sock, socket.SO_SNDTIMEO, seconds)
+
+
+def set_recv_timeout(sock: socket.socket, seconds: float) -> None:
+    """Make blocking reads on ``sock`` fail (``BlockingIOError``) after ``seconds``; 0 turns it off."""
+    _set_timeval(sock, socket.SO_RCVTIMEO, seconds)
+
+
+def _set_timeval(sock: socket.socket, option: int, seconds: float) -> None:
+    """``struct timeval`` is two longs on Linux; on macOS its microseconds are an int followed by padding,
+    which little-endian packing fills alike. A positive timeout never rounds down to 0 (= none)."""
     whole = int(seconds)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", whole, int((seconds - whole) * 1e6)))
+    micros = int((seconds - whole) * 1e6)
+    if seconds > 0 and not whole and not micros:
+        micros = 1
+    sock.setsockopt(socket.SOL_SOCKET, option, struct.pack("ll", whole, micros))
 
 
 def recv_with_fds(sock: socket.socket, bufsize: int, flags: int = 0) -> tuple[bytes, list[int]]:

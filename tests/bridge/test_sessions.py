@@ -21,7 +21,7 @@ import pytest
 from shmbridge import protocol as p
 from shmbridge.client.session import AsyncSessionClient, SessionClient
 from shmbridge.engines.null import checksum
-from shmbridge.errors import PeerRejected, SessionClosed, SessionLimitExceeded
+from shmbridge.errors import ErrorCode, PeerRejected, SessionClosed, SessionLimitExceeded
 from tests.support.namespaces import isolated_command, namespace_support
 from tests.support.rawpeer import RawPeer
 from tests.support.service import RunningService, running_service, shm_fds, shm_mappings, wait_until
@@ -252,21 +252,38 @@ def test_a_client_behind_a_namespace_boundary_works_end_to_end(tmp_path: Path) -
         assert _metric(service.metrics_text(), "shmbridge_bytes_copied_total", mode="shm_session") == 0
 
 
-def test_a_client_that_stops_reading_loses_only_its_own_session(tmp_path: Path) -> None:
-    """Replies to a peer that never reads fill the socket; the session's thread may wait for them at most
+BLOCKING_ENGINE = ("--engine-option", "checksum_mode=full", "--engine-option", "delay_ms=2", "--workers", "2")
+BLOCKING_ENGINE += ("--queue-size", "4")
+SLOTS = 256
+
+
+@pytest.mark.parametrize(
+    "engine_args",
+    [
+        pytest.param(("--engine-option", "checksum_mode=full"), id="inline-engine"),
+        # A blocking engine answers from the loop's side through a writer job; BUSY replies come at once.
+        pytest.param(BLOCKING_ENGINE, id="blocking-engine"),
+    ],
+)
+def test_a_client_that_stops_reading_loses_only_its_own_session(tmp_path: Path, engine_args: tuple[str, ...]) -> None:
+    """Replies to a peer that never reads fill the socket; the service may wait for them at most
     request_timeout, then that session ends. Meanwhile other sessions and HTTP answer as usual, and the
-    service holds no growing buffer of unread replies (it writes in place, it does not queue)."""
-    with running_service(tmp_path, "--request-timeout", "6", "--engine-option", "checksum_mode=full") as service:
+    service holds no growing buffer of unread replies: the peer's own sends end up blocking, because the
+    service stops reading a session whose replies cannot be written (whichever thread writes them)."""
+    with running_service(tmp_path, "--request-timeout", "6", *engine_args) as service:
         baseline = len(shm_fds(service.pid))
         with RawPeer(service.socket_path) as peer:
             peer.handshake()
-            granted = peer.alloc(64 * 64 * 3, slots=1)
-            request = p.encode(p.OcrRequest(10, granted.segment, 0, 0, 64, 64, 3, "rgb", 192))
+            granted = peer.alloc(64 * 64 * 3, slots=SLOTS)
+            # Requests cycle through many slots, so that fewer are refused as SLOT_IN_USE (an error the
+            # session thread writes itself) and more are answered by the loop's side (BUSY, results).
+            requests = [p.encode(p.OcrRequest(10 + slot, granted.segment, slot, 0, 64, 64, 3, "rgb", 192))
+                        for slot in range(granted.slot_count)]  # fmt: skip
             peer.sock.settimeout(0.5)
             sent = 0
             with pytest.raises(TimeoutError):  # both directions fill up: the service stopped reading us
-                while sent < 200_000:
-                    peer.sock.sendall(request)
+                while sent < 30_000:  # about 5000 fill the buffers; a service that kept reading takes all
+                    peer.sock.sendall(requests[sent % len(requests)])
                     sent += 1
             assert sent > 100
             with SessionClient(service.socket_path, timeout=5) as other:  # a bystander is not held up
@@ -289,3 +306,17 @@ def _hung_up(sock: socket.socket) -> bool:
     poller = select.poll()
     poller.register(sock, select.POLLRDHUP)
     return any(events & (select.POLLRDHUP | select.POLLHUP) for _fd, events in poller.poll(0))
+
+
+def test_a_connection_that_never_says_hello_is_closed_but_idle_sessions_stay(tmp_path: Path) -> None:
+    """Each connection has a thread, so one that never sends HELLO must not keep it: it gets ERROR TIMEOUT
+    after request_timeout and is closed. A session past its WELCOME may stay idle for as long as it likes."""
+    with running_service(tmp_path, "--request-timeout", "1", http=False) as service:
+        with SessionClient(service.socket_path, timeout=5) as idle, RawPeer(service.socket_path) as silent:
+            reply = silent.read_event(timeout=10)
+            assert isinstance(reply, p.Error) and reply.code == ErrorCode.TIMEOUT, reply
+            assert "HELLO" in reply.message
+            assert silent.wait_closed(timeout=10)
+            # The welcomed session idled as long as the silent one, and longer than request_timeout.
+            assert idle.ocr_copy(np.zeros((8, 8, 3), np.uint8)).checksum
+        assert service.alive()

@@ -51,6 +51,7 @@ class EnginePool:
 
     def __init__(self, name: str, options: dict[str, Any], size: int) -> None:
         self.name = name
+        self._options = options
         self._instances: queue.SimpleQueue[Engine] = queue.SimpleQueue()
         self._all: list[Engine] = []
         try:
@@ -77,13 +78,26 @@ class EnginePool:
             future.result()
 
     def run_sync(self, image: np.ndarray, fmt: PixelFormat, options: OcrOptions) -> tuple[EngineOutput, float]:
-        engine = self._instances.get()
+        engine = self._take()
         try:
             started = time.perf_counter()
             output = engine.recognize(image, fmt, options)
             return output, time.perf_counter() - started
         finally:
             self._instances.put(engine)
+
+    def _take(self) -> Engine:
+        """An instance for this call. Blocking engines wait for one of the pool's; a non-blocking engine
+        is called inline by whichever thread has the request (the loop, any session thread), so when all
+        are busy it gets one more instance instead of making that thread (maybe the event loop) wait."""
+        if self.blocking:
+            return self._instances.get()
+        try:
+            return self._instances.get_nowait()
+        except queue.Empty:
+            engine = create_engine(self.name, **self._options)
+            self._all.append(engine)
+            return engine
 
     def close(self) -> None:
         executor = getattr(self, "executor", None)

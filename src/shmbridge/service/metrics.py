@@ -47,7 +47,8 @@ class LatencyWindow:
         self._lock = threading.Lock()
 
     def add(self, value: float) -> None:
-        self._values.append(value)  # deque.append is atomic; the lock only guards the copy below
+        with self._lock:  # session threads add while a scrape copies: a deque must not change mid-copy
+            self._values.append(value)
 
     def percentiles(self) -> dict[str, float | int]:
         with self._lock:
@@ -123,7 +124,9 @@ class _HotPathCollector(Collector):
             histogram = HistogramMetricFamily(name, doc, labels=["mode"])
             for mode, series in m.series.items():
                 h = series.histograms[index]
-                histogram.add_metric([mode], h.cumulative(), h.total)
+                with m._lock:  # buckets and sum from the same moment
+                    buckets, total = h.cumulative(), h.total
+                histogram.add_metric([mode], buckets, total)
             yield histogram
 
 

@@ -14,8 +14,8 @@ blocking-socket ping-pong. A session's pixels never cross the socket. What this 
   every segment is unmapped and closed, so the kernel frees the pages: a dead client leaks nothing.
 
 Threads and locks: the session thread alone reads the socket and decodes frames. Frames are written by
-the session thread (inline replies, WELCOME, segments with SCM_RIGHTS) and by the loop's executor
-(replies of blocking engines, BYE), each whole under ``Session._send_lock``, the innermost lock. Requests
+the session thread (inline replies, WELCOME, segments with SCM_RIGHTS) and by the session's writer job
+(replies of blocking engines, BYE), each whole under ``Session._send_lock``. Requests
 for blocking engines go to the loop (``ServiceCore.process``: admission, timeouts), so the admission
 semaphore stays an asyncio one and is never held while writing to a socket.
 """
@@ -32,6 +32,7 @@ import socket
 import threading
 import time
 import uuid
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +40,25 @@ from pydantic import ValidationError
 
 from .. import protocol as p
 from ..config import ServiceConfig
-from ..errors import ErrorCode, InvalidRequest, PeerRejected, ProtocolError, ServiceUnavailable, ShmBridgeError
+from ..errors import (
+    ErrorCode,
+    InvalidRequest,
+    PeerRejected,
+    ProtocolError,
+    RequestTimeout,
+    ServiceUnavailable,
+    ShmBridgeError,
+)
 from ..memory import MemoryBudget, SessionMemory
 from ..models import DEFAULT_OPTIONS, OcrOptions, PixelFormat, Roi
-from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path, set_send_timeout
+from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path, set_recv_timeout, set_send_timeout
 from .core import ServiceCore
 
 log = logging.getLogger("shmbridge.session")
 
 _RECV = 64 * 1024  # control frames are small; one read takes many pipelined requests
 _SESSION_WAIT = 0.2  # seconds a HELLO waits for a session that is ending to give its place back
+_OUTBOX_LIMIT = 64  # replies of blocking engines waiting to be written before a session stops reading
 _LINGER = 1.0  # seconds a refused peer may still read the reason before the socket closes
 
 
@@ -65,6 +75,13 @@ class SessionServer:
         self.socket_path: Path = self.config.socket_path
         # Read at scrape time instead of counted per request (two gauge updates less on the hot path).
         core.metrics.slots_in_use.set_function(self.slots_in_use)
+        core.metrics.bytes_mapped.set_function(lambda: self.budget.used_bytes)
+        # Writes that do not come from a session's own thread (replies of blocking engines, BYE). At most
+        # one job per session at a time (``Session._post``), so a client that stops reading holds one
+        # worker, never another session's replies.
+        self.writers = concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.config.max_sessions + 1, thread_name_prefix="session-write"
+        )
 
     def slots_in_use(self) -> int:
         return sum(session.memory.slots_in_use for session in list(self.sessions))
@@ -97,6 +114,7 @@ class SessionServer:
             try:
                 conn.setblocking(True)
                 set_send_timeout(conn, self.config.request_timeout)
+                set_recv_timeout(conn, self.config.request_timeout)  # HELLO must come in time; cleared after
                 Session(self, conn).start()
             except (OSError, RuntimeError) as exc:  # RuntimeError: no thread could be started
                 log.warning("could not start a session: %s", exc)
@@ -118,6 +136,7 @@ class SessionServer:
             session.request_close("the service is shutting down")
         if sessions:
             await asyncio.wait([s.finished for s in sessions], timeout=timeout + 2.0)
+        self.writers.shutdown(wait=False, cancel_futures=True)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -166,6 +185,11 @@ class Session:
         self._thread = threading.Thread(target=self._serve, name=f"session-{self.id}", daemon=True)
         self._send_lock = threading.Lock()
         self._stream_lost = False  # a write failed half-way: no frame may follow (guarded by _send_lock)
+        self._outbox: deque[bytes] = deque()  # frames for the session's one writer job (guarded by _post_lock)
+        self._writing = False
+        self._post_lock = threading.Lock()
+        self._outbox_room = threading.Condition(self._post_lock)  # notified as the writer job drains
+        self._budget_lock = threading.Lock()  # guards _opened
         self._pending: set[concurrent.futures.Future[None]] = set()  # blocking-engine requests on the loop
         self._opened = False
         self._closing: str | None = None
@@ -210,6 +234,8 @@ class Session:
         while True:
             try:
                 data = recv(_RECV)  # an idle session waits here until data, EOF or a shutdown
+            except BlockingIOError:  # SO_RCVTIMEO, set until WELCOME: no HELLO in time
+                return self._fatal(RequestTimeout(f"no HELLO within {self.server.config.request_timeout}s"))
             except OSError as exc:
                 return f"connection lost: {exc}"
             self.conn.receive_data(data)
@@ -249,7 +275,7 @@ class Session:
         version = p.negotiate(event.versions)
         # SessionLimitExceeded ends the session with a clear code, after a short wait for a place.
         self.server.budget.open_session(wait=_SESSION_WAIT)
-        with self._send_lock:  # _leave_budget reads it under the same lock
+        with self._budget_lock:  # _leave_budget reads it under the same lock
             self._opened = True
         self.metrics.sessions.inc()
         welcome = p.Welcome(
@@ -257,6 +283,7 @@ class Session:
         )
         self._send(p.encode(welcome))
         self.conn.welcomed()
+        set_recv_timeout(self.sock, 0)  # from here on an idle session may stay idle
 
     def _on_alloc(self, event: p.Alloc) -> None:
         try:
@@ -264,7 +291,6 @@ class Session:
         except ShmBridgeError as exc:
             self._write_error(event.request_id, exc)
             return
-        self.metrics.bytes_mapped.set(self.server.budget.used_bytes)
         frame = p.encode(p.SegmentGranted(event.request_id, segment.id, segment.slot_size, segment.slot_count))
         self._send(frame, segment.fd)
 
@@ -279,6 +305,7 @@ class Session:
             return
         fmt: PixelFormat = event.pixel_format  # type: ignore[assignment]  # decoding yields members
         if not self.core.inline:
+            self._wait_for_outbox_room()
             coro = self._ocr_in_pool(event, view, fmt, options)
             try:
                 future = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -322,7 +349,7 @@ class Session:
         """Give the session's place back (any thread, once). The thread does it as soon as it stops
         reading, so a client that says BYE and reconnects at once is not refused for the session it
         just ended; the session's bytes stay counted until its memory is unmapped."""
-        with self._send_lock:
+        with self._budget_lock:
             opened, self._opened = self._opened, False
         if opened:
             self.server.budget.close_session()
@@ -346,7 +373,7 @@ class Session:
         else:
             frame = p.encode_result_json(event.request_id, result.model_dump_json().encode())
         del view
-        await self._loop.run_in_executor(None, self._send, frame)  # a slow reader must not stall the loop
+        self._post(frame)  # written by the session's writer job: a slow reader must not stall the loop
 
     def _pending_done(self, future: concurrent.futures.Future[None]) -> None:
         self._pending.discard(future)
@@ -367,12 +394,53 @@ class Session:
                     self.sock.sendall(memoryview(frame)[sent:])
             except OSError as exc:
                 self._stream_lost = True
+                with self._post_lock:
+                    self._outbox.clear()
+                    self._outbox_room.notify_all()
                 log.info("session %s: writing failed, the session ends: %s", self.id, exc)
                 with contextlib.suppress(OSError):
                     self.sock.shutdown(socket.SHUT_RDWR)
 
     def _write_error(self, request_id: int, exc: ShmBridgeError) -> None:
         self._send(_error_frame(request_id, exc))
+
+    def _post(self, frame: bytes) -> None:
+        """Queue ``frame`` for the session's writer job (started if none runs). Never blocks."""
+        with self._post_lock:
+            self._outbox.append(frame)
+            if self._writing:
+                return
+            self._writing = True
+        try:
+            self.server.writers.submit(self._flush)
+        except RuntimeError:  # the service is shutting down: nothing will be written any more
+            with self._post_lock:
+                self._outbox.clear()
+                self._writing = False
+
+    def _flush(self) -> None:
+        """The writer job: write queued frames in order until none is left."""
+        while True:
+            with self._post_lock:
+                if not self._outbox:
+                    self._writing = False
+                    self._outbox_room.notify_all()
+                    return
+                frame = self._outbox.popleft()
+                self._outbox_room.notify_all()
+            self._send(frame)
+
+    def _wait_for_outbox_room(self) -> None:
+        """Backpressure, on the session thread: while the client leaves ``_OUTBOX_LIMIT`` replies unread,
+        read none of its requests (its own sends block instead of the service's memory growing)."""
+        with self._post_lock:
+            self._outbox_room.wait_for(
+                lambda: len(self._outbox) < _OUTBOX_LIMIT or self._stream_lost or self._finishing
+            )
+
+    def _outbox_empty(self) -> bool:
+        with self._post_lock:
+            return not self._writing
 
     # -- ending (on the loop) ------------------------------------------------------------------------
 
@@ -395,9 +463,11 @@ class Session:
         log.info("session %s ends: %s", self.id, reason)
         config = self.server.config
         try:
-            if self._thread.is_alive():  # it is reading: a half-close ends the read at once
+            if self._thread.is_alive():  # a half-close ends its read at once; a notify ends a backpressure wait
                 with contextlib.suppress(OSError):
                     self.sock.shutdown(socket.SHUT_RD)
+                with self._post_lock:
+                    self._outbox_room.notify_all()
                 # Polled rather than joined in the executor: a thread stuck writing to a client that stopped
                 # reading (up to request_timeout) must not hold one of the executor's few workers.
                 deadline = time.monotonic() + config.request_timeout + _LINGER
@@ -411,10 +481,17 @@ class Session:
                 if late:
                     await asyncio.wait(late, timeout=1.0)
             if self._closing:
-                await self._loop.run_in_executor(None, self._send, p.encode(p.Bye(0, self._closing)))
+                self._post(p.encode(p.Bye(0, self._closing)))
+            deadline = time.monotonic() + _LINGER  # replies and BYE already queued get a moment to go out
+            while not self._outbox_empty() and time.monotonic() < deadline:
+                await asyncio.sleep(0.005)
         finally:
+            # A writer may be blocked in send (a client that stopped reading): the shutdown makes that send
+            # fail at once, so the lock is free in a moment and the loop never waits for request_timeout.
+            self._stream_lost = True
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)
             with self._send_lock:
-                self._stream_lost = True
                 self.sock.close()
             self.server.sessions.discard(self)
             await self._release_memory()
@@ -439,7 +516,6 @@ class Session:
                 self.memory.close()
             except BufferError:
                 log.error("session %s: a view of its memory is still referenced; mapping kept", self.id)
-        self.metrics.bytes_mapped.set(self.server.budget.used_bytes)
         log.info("session %s released %d bytes of shared memory", self.id, released)
 
 
