@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -71,14 +72,19 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     from .errors import ShmBridgeError
 
+    server = Server(config)
     try:
-        Server(config).run()
+        server.run()
     except ShmBridgeError as exc:
         print(f"shmbridge serve: {exc.message}", file=sys.stderr)
         return 1
     except OSError as exc:  # e.g. the HTTP port is taken
         print(f"shmbridge serve: {exc}", file=sys.stderr)
         return 1
+    if server.engine_hung:  # the interpreter would join the stuck engine thread at exit, forever
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(1)
     return 0
 
 

@@ -100,3 +100,19 @@ def test_env_values_are_validated_merged_not_alone(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("SHMBRIDGE_SESSION_BYTES", str(6 << 30))  # more than the default total_bytes (4 GiB)
     config = ServiceConfig.load(None, engine="null", total_bytes=8 << 30)
     assert (config.session_bytes, config.total_bytes) == (6 << 30, 8 << 30)
+
+
+def test_an_engine_stuck_past_its_timeout_does_not_hang_shutdown(
+    service_factory: Callable[..., ServiceProcess],
+) -> None:
+    """The caller gets 504 after engine_timeout, but the engine thread cannot be stopped. SIGTERM must still
+    end the service within about engine_timeout (exit status 1, the reason logged), not wait for it."""
+    service = service_factory("--engine-option", "delay_ms=120000", "--engine-timeout", "1", "--drain-timeout", "1",
+                              "--no-warm-up")  # fmt: skip
+    image = pattern(8, 8)
+    with service.client() as client:
+        response = client.post("/api/v1/ocr?height=8&width=8", content=image.tobytes(), headers=RAW)
+        assert response.status_code == 504, response.text
+    service.signal(signal.SIGTERM)
+    assert service.wait(timeout=30) == 1
+    assert "engine thread is still running" in service.log()

@@ -18,6 +18,8 @@ import contextlib
 import logging
 import math
 import signal
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,6 +45,7 @@ class Server:
         self._http_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._force = False
+        self.engine_hung = False  # shutdown left an engine thread running: exit without joining it
         self.started = asyncio.Event()
 
     def run(self) -> None:
@@ -127,11 +130,36 @@ class Server:
         if self.core is not None:
             self.core.stop_accepting()
             await self.core.drain(timeout)
-            self.core.close()
+            if not await self._close_engines():
+                self.engine_hung = True
+                log.error("an engine thread is still running %.1fs after shutdown began its close; leaving "
+                          "without waiting for it", self.config.engine_timeout)  # fmt: skip
+                return
         regions = getattr(getattr(self._app, "state", None), "regions", None)
         if regions is not None:  # after the engines stopped: no thread reads a region any more
             regions.close()
         log.info("shmbridge stopped")
+
+    async def _close_engines(self) -> bool:
+        """Close the engine pool within ``engine_timeout``; False if an engine thread is still stuck.
+
+        A thread that timed out inside an engine cannot be stopped, and closing the pool waits for it. The
+        wait runs in a daemon thread, so a stuck engine delays shutdown by ``engine_timeout`` at most; the
+        CLI then leaves with ``os._exit``, since the interpreter would join that thread at exit."""
+        assert self.core is not None
+        closed = threading.Event()
+
+        def close() -> None:
+            try:
+                self.core.close()  # type: ignore[union-attr]
+            finally:
+                closed.set()
+
+        threading.Thread(target=close, name="engine-close", daemon=True).start()
+        deadline = time.monotonic() + self.config.engine_timeout
+        while not closed.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return closed.is_set()
 
     @contextlib.contextmanager
     def _signals(self, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
