@@ -293,7 +293,7 @@ class SessionClient:
             started = time.perf_counter()
             received = self._poll(sock, min(self._spin.window, timeout)) if self._spin.window else None
             if received is None:
-                ready, _, _ = select.select([sock], [], [], timeout)
+                ready, _, _ = select.select([sock], [], [], max(0.0, timeout - (time.perf_counter() - started)))
                 if not ready:
                     return None
                 received = recv_with_fds(sock, _RECV)
