@@ -24,20 +24,9 @@ from shmbridge.engines.null import checksum
 from shmbridge.errors import ErrorCode, PeerRejected, SessionClosed, SessionLimitExceeded
 from tests.support.namespaces import isolated_command, namespace_support
 from tests.support.rawpeer import RawPeer
-from tests.support.service import RunningService, running_service, shm_fds, shm_mappings, wait_until
+from tests.support.service import RunningService, metric, running_service, shm_fds, shm_mappings, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _metric(text: str, name: str, **labels: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def test_frames_written_in_place_reach_the_engine_without_a_copy(tmp_path: Path) -> None:
@@ -53,10 +42,10 @@ def test_frames_written_in_place_reach_the_engine_without_a_copy(tmp_path: Path)
             crop = frame[100:400, 200:900]
             assert session.submit(lease, crop).checksum == checksum(crop, "full")
         text = service.metrics_text()
-        assert _metric(text, "shmbridge_requests_total", mode="shm_session", outcome="ok") == 6
-        assert _metric(text, "shmbridge_bytes_copied_total", mode="shm_session") == 0
-        assert _metric(text, "shmbridge_zero_copy_requests_total", mode="shm_session") == 6
-        assert _metric(text, "shmbridge_bytes_received_total", mode="shm_session") > 5 * 1920 * 1080 * 3
+        assert metric(text, "shmbridge_requests_total", mode="shm_session", outcome="ok") == 6
+        assert metric(text, "shmbridge_bytes_copied_total", mode="shm_session") == 0
+        assert metric(text, "shmbridge_zero_copy_requests_total", mode="shm_session") == 6
+        assert metric(text, "shmbridge_bytes_received_total", mode="shm_session") > 5 * 1920 * 1080 * 3
 
 
 CRASHING_CLIENT = """
@@ -249,7 +238,7 @@ def test_a_client_behind_a_namespace_boundary_works_end_to_end(tmp_path: Path) -
         # /tmp is a fresh tmpfs: empty, but for the path down to the (read-only) checkout when CI cloned it there.
         code_in_tmp = [REPO.resolve().relative_to("/tmp").parts[0]] if REPO.resolve().is_relative_to("/tmp") else []
         assert report == {"dev_shm": [], "tmp": code_in_tmp, "http_reachable": False, "checksums_ok": True}
-        assert _metric(service.metrics_text(), "shmbridge_bytes_copied_total", mode="shm_session") == 0
+        assert metric(service.metrics_text(), "shmbridge_bytes_copied_total", mode="shm_session") == 0
 
 
 BLOCKING_ENGINE = ("--engine-option", "checksum_mode=full", "--engine-option", "delay_ms=2", "--workers", "2")

@@ -1,4 +1,4 @@
-"""Helpers for the client tests: metrics, test images, restarting a service, and injecting faults."""
+"""Helpers for the client tests: test images, restarting a service, and injecting faults."""
 
 from __future__ import annotations
 
@@ -10,23 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from shmbridge.engines.null import checksum
 from tests.support import service as service_support
 from tests.support.service import RunningService, start_service
 
 FULL = ("--engine-option", "checksum_mode=full")
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples called ``name`` whose labels match, from Prometheus text."""
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def image(seed: int, height: int = 48, width: int = 64, channels: int = 3) -> np.ndarray:

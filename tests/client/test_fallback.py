@@ -10,9 +10,9 @@ import pytest
 
 import shmbridge
 from shmbridge import Client, Mode, RetryPolicy, Timeouts
-from tests.support.service import RunningService, running_service
+from tests.support.service import RunningService, metric, running_service
 
-from .helpers import FULL, full_checksum, image, metric, sever_session
+from .helpers import FULL, full_checksum, image, sever_session
 
 FAST_RETRY = RetryPolicy(attempts=3, backoff=0.05, max_backoff=0.2, jitter=0.1)
 

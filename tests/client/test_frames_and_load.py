@@ -11,9 +11,9 @@ import pytest
 
 import shmbridge
 from shmbridge import Client, RequestTimeout, Timeouts
-from tests.support.service import RunningService
+from tests.support.service import RunningService, metric
 
-from .helpers import full_checksum, image, metric
+from .helpers import full_checksum, image
 
 
 def test_a_frame_round_trip_copies_zero_bytes(own_service: RunningService) -> None:

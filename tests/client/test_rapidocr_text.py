@@ -10,9 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from shmbridge import Client
 from shmbridge.bench import synthetic
-from tests.support.service import running_service
-
-from .helpers import metric
+from tests.support.service import metric, running_service
 
 pytestmark = [
     pytest.mark.timeout(180),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 STARTUP_TIMEOUT = 60.0
 
@@ -155,3 +156,13 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool
         if time.monotonic() >= deadline:
             return False
         time.sleep(interval)
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples called ``name`` whose labels match, from Prometheus text."""
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total

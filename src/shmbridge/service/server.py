@@ -19,13 +19,13 @@ import logging
 import math
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from ..config import ServiceConfig
 from ..memory import MemoryBudget
 from .core import ServiceCore
+from .polling import wait_until
 from .session_server import SessionServer
 
 log = logging.getLogger("shmbridge.server")
@@ -156,10 +156,7 @@ class Server:
                 closed.set()
 
         threading.Thread(target=close, name="engine-close", daemon=True).start()
-        deadline = time.monotonic() + self.config.engine_timeout
-        while not closed.is_set() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        return closed.is_set()
+        return await wait_until(closed.is_set, self.config.engine_timeout, step=0.02)
 
     @contextlib.contextmanager
     def _signals(self, loop: asyncio.AbstractEventLoop) -> Iterator[None]:

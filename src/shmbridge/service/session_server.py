@@ -50,9 +50,10 @@ from ..errors import (
     ShmBridgeError,
 )
 from ..memory import MemoryBudget, SessionMemory
-from ..models import DEFAULT_OPTIONS, OcrOptions, PixelFormat, Roi
+from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat, Roi
 from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path, set_recv_timeout, set_send_timeout
 from .core import ServiceCore
+from .polling import wait_until
 
 log = logging.getLogger("shmbridge.session")
 
@@ -324,7 +325,7 @@ class Session:
         except ShmBridgeError as exc:
             self._write_error(event.request_id, exc)
         else:
-            self._send(p.encode_result_json(event.request_id, result.model_dump_json().encode()))
+            self._send(_result_frame(event.request_id, result))
         finally:
             del view
             self.memory.give_back(event.segment, event.slot)
@@ -335,7 +336,7 @@ class Session:
         The half-close and the linger let a client that is still writing (its HELLO, say) read the reason
         instead of hitting a broken pipe."""
         log.info("session %s: %s: %s", self.id, exc.code.name, exc.message)
-        self._send(p.encode(p.Error(getattr(exc, "request_id", None) or 0, exc.code, exc.message)))
+        self._send(_error_frame(getattr(exc, "request_id", None) or 0, exc))
         deadline = time.monotonic() + _LINGER
         with contextlib.suppress(OSError):  # TimeoutError included: the linger is over
             self.sock.shutdown(socket.SHUT_WR)
@@ -371,7 +372,7 @@ class Session:
         except ShmBridgeError as exc:
             frame = _error_frame(event.request_id, exc)
         else:
-            frame = p.encode_result_json(event.request_id, result.model_dump_json().encode())
+            frame = _result_frame(event.request_id, result)
         del view
         self._post(frame)  # written by the session's writer job: a slow reader must not stall the loop
 
@@ -389,9 +390,12 @@ class Session:
             if self._stream_lost:
                 return
             try:
-                sent = 0 if fd is None else socket.send_fds(self.sock, [frame], [fd])
-                if sent < len(frame):
-                    self.sock.sendall(memoryview(frame)[sent:])
+                if fd is None:
+                    self.sock.sendall(frame)
+                else:
+                    sent = socket.send_fds(self.sock, [frame], [fd])
+                    if sent < len(frame):
+                        self.sock.sendall(memoryview(frame)[sent:])
             except OSError as exc:
                 self._stream_lost = True
                 with self._post_lock:
@@ -438,7 +442,8 @@ class Session:
                 lambda: len(self._outbox) < _OUTBOX_LIMIT or self._stream_lost or self._finishing
             )
 
-    def _outbox_empty(self) -> bool:
+    def _writer_idle(self) -> bool:
+        """True when no writer job runs, so every queued frame has been written (or dropped)."""
         with self._post_lock:
             return not self._writing
 
@@ -468,11 +473,7 @@ class Session:
                     self.sock.shutdown(socket.SHUT_RD)
                 with self._post_lock:
                     self._outbox_room.notify_all()
-                # Polled rather than joined in the executor: a thread stuck writing to a client that stopped
-                # reading (up to request_timeout) must not hold one of the executor's few workers.
-                deadline = time.monotonic() + config.request_timeout + _LINGER
-                while self._thread.is_alive() and time.monotonic() < deadline:
-                    await asyncio.sleep(0.005)
+                await wait_until(lambda: not self._thread.is_alive(), config.request_timeout + _LINGER)
             pending = [asyncio.wrap_future(future) for future in list(self._pending)]
             if pending:
                 _done, late = await asyncio.wait(pending, timeout=config.drain_timeout)
@@ -482,9 +483,7 @@ class Session:
                     await asyncio.wait(late, timeout=1.0)
             if self._closing:
                 self._post(p.encode(p.Bye(0, self._closing)))
-            deadline = time.monotonic() + _LINGER  # replies and BYE already queued get a moment to go out
-            while not self._outbox_empty() and time.monotonic() < deadline:
-                await asyncio.sleep(0.005)
+            await wait_until(self._writer_idle, _LINGER)  # replies and BYE already queued get a moment to go out
         finally:
             # A writer may be blocked in send (a client that stopped reading): the shutdown makes that send
             # fail at once, so the lock is free in a moment and the loop never waits for request_timeout.
@@ -501,9 +500,7 @@ class Session:
 
     async def _release_memory(self) -> None:
         """Unmap once no engine thread reads a slot; a timed-out engine thread is waited for."""
-        deadline = time.monotonic() + self.server.config.engine_timeout + 5.0
-        while self.memory.slots_in_use and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: not self.memory.slots_in_use, self.server.config.engine_timeout + 5.0, step=0.02)
         lent = self.memory.slots_in_use
         if lent:
             log.error("session %s: %d slot(s) still lent after the engine timeout; unmapping anyway", self.id, lent)
@@ -517,6 +514,11 @@ class Session:
             except BufferError:
                 log.error("session %s: a view of its memory is still referenced; mapping kept", self.id)
         log.info("session %s released %d bytes of shared memory", self.id, released)
+
+
+def _result_frame(request_id: int, result: OcrResult) -> bytes:
+    """A RESULT frame, the result serialised once by pydantic's own JSON serialiser."""
+    return p.encode_result_json(request_id, result.model_dump_json().encode())
 
 
 def _error_frame(request_id: int, exc: ShmBridgeError) -> bytes:
