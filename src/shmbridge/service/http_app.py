@@ -160,7 +160,7 @@ def enhanced_metrics(ctx: HttpContext) -> dict[str, Any]:
         "uptime_s": round(time.time() - ctx.core.started_at, 3),
         "requests": requests,
         "requests_total": total,
-        "latency_seconds": {mode: m.windows[mode].percentiles() for mode in MODES},
+        "latency_seconds": {mode: m.latency_percentiles(mode) for mode in MODES},
         "zero_copy_ratio": m.zero_copy_ratio(),
         "zero_copy_requests": m.per_mode("zero_copy"),
         "fallbacks": fallbacks,

@@ -39,27 +39,15 @@ _HISTOGRAMS = (
 )
 
 
-class LatencyWindow:
-    """The last ``size`` latencies of one series, for percentiles."""
+def percentiles(ordered: list[float]) -> dict[str, float | int]:
+    """p50, p95 and p99 of ``ordered`` (sorted), and how many values there were."""
+    if not ordered:
+        return {"count": 0}
 
-    def __init__(self, size: int = _WINDOW) -> None:
-        self._values: deque[float] = deque(maxlen=size)
-        self._lock = threading.Lock()
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
-    def add(self, value: float) -> None:
-        with self._lock:  # session threads add while a scrape copies: a deque must not change mid-copy
-            self._values.append(value)
-
-    def percentiles(self) -> dict[str, float | int]:
-        with self._lock:
-            values = sorted(self._values)
-        if not values:
-            return {"count": 0}
-
-        def pick(q: float) -> float:
-            return values[min(len(values) - 1, int(q * len(values)))]
-
-        return {"count": len(values), "p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99)}
+    return {"count": len(ordered), "p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99)}
 
 
 class _Histogram:
@@ -94,7 +82,7 @@ class _ModeSeries:
         self.copied = 0
         self.zero_copy = 0
         self.histograms = (_Histogram(), _Histogram(), _Histogram())
-        self.window = LatencyWindow()
+        self.window: deque[float] = deque(maxlen=_WINDOW)  # the last total latencies, for percentiles
 
 
 class _HotPathCollector(Collector):
@@ -138,8 +126,7 @@ class Metrics:
         reg = self.registry
         self.series: dict[str, _ModeSeries] = {mode: _ModeSeries() for mode in MODES}
         self.request_counts: dict[tuple[str, str], int] = {}
-        self._lock = threading.Lock()  # guards request_counts and the series' counters
-        self.windows: dict[str, LatencyWindow] = {mode: s.window for mode, s in self.series.items()}
+        self._lock = threading.Lock()  # guards request_counts and the series' counters and windows
         reg.register(_HotPathCollector(self))
         self.fallbacks = Counter(
             "shmbridge_fallbacks", "HTTP requests a client marked as a shared-memory fallback", registry=reg
@@ -189,7 +176,13 @@ class Metrics:
                 series.copied += copied
             else:
                 series.zero_copy += 1
-        series.window.add(total_s)
+            series.window.append(total_s)
+
+    def latency_percentiles(self, mode: str) -> dict[str, float | int]:
+        """Percentiles of ``mode``'s recent total latencies (seconds), from a copy taken under the lock."""
+        with self._lock:
+            ordered = sorted(self.series[mode].window)
+        return percentiles(ordered)
 
     def request_counts_snapshot(self) -> list[tuple[tuple[str, str], int]]:
         """``request_counts`` items, copied under the lock (another thread may add a key meanwhile)."""
