@@ -146,12 +146,13 @@ class Server:
         A thread that timed out inside an engine cannot be stopped, and closing the pool waits for it. The
         wait runs in a daemon thread, so a stuck engine delays shutdown by ``engine_timeout`` at most; the
         CLI then leaves with ``os._exit``, since the interpreter would join that thread at exit."""
-        assert self.core is not None
+        core = self.core
+        assert core is not None
         closed = threading.Event()
 
         def close() -> None:
             try:
-                self.core.close()  # type: ignore[union-attr]
+                core.close()
             finally:
                 closed.set()
 
