@@ -52,6 +52,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--engine-timeout", type=float)
     serve.add_argument("--drain-timeout", type=float)
     serve.add_argument("--no-warm-up", dest="warm_up", action="store_false", default=None)
+    serve.add_argument("--low-latency", action="store_true", default=None,
+                       help="keep idle CPUs polling while sessions are busy (needs /dev/cpu_dma_latency)")  # fmt: skip
+    serve.add_argument("--low-latency-hold", type=float, help="seconds the low-latency hold lasts after a request")
     serve.add_argument("--log-level", default="info")
 
 

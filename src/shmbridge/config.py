@@ -70,6 +70,11 @@ class ServiceConfig(BaseSettings):
     drain_timeout: float = Field(default=10.0, gt=0)
     retry_after: float = Field(default=1.0, gt=0)
 
+    # Latency: hold idle CPUs polling while sessions are busy (service/wakeups.py); off by default, since
+    # it spends idle CPU time of the whole machine for lower wake-up latency.
+    low_latency: bool = False
+    low_latency_hold: float = Field(default=0.25, gt=0, le=60)
+
     @field_validator("engine")
     @classmethod
     def _known_engine(cls, value: str) -> str:

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--url", help="HTTP base URL of a running service, e.g. http://127.0.0.1:8080")
     target.add_argument("--socket", help="Unix socket of the running service (session paths)")
     target.add_argument("--region-dir", help="the running service's --region-dir (shm-region path)")
+    target.add_argument("--low-latency", action="store_true", help="start the own services with --low-latency "
+                        "(idle CPUs poll while sessions are busy; needs /dev/cpu_dma_latency)")  # fmt: skip
     matrix = parser.add_argument_group("matrix")
     matrix.add_argument("--sizes", type=_csv, help="WIDTHxHEIGHT list, default 300x60,1280x720,1920x1080,3840x2160")
     matrix.add_argument("--concurrency", type=_csv, help="client counts, default 1,4,16 (quick: 1,4)")
@@ -84,6 +86,7 @@ def build_settings(args: argparse.Namespace) -> Any:
     if args.png_level is not None:
         changes["png_level"] = args.png_level
     changes["clients"] = args.clients
+    changes["low_latency"] = args.low_latency
     if args.no_engine_pass:
         changes["engine_pass"] = False
     if args.engine_sizes:

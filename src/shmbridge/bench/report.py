@@ -111,6 +111,19 @@ def headline_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def low_latency_line(report: dict[str, Any]) -> str:
+    """Whether the measured service held idle CPUs polling (``--low-latency``), since it moves every figure."""
+    status = (report.get("services", {}).get("transport") or {}).get("low_latency")
+    if status is None:
+        return "Service low-latency mode: unknown (no HTTP address to ask)"
+    if not status.get("enabled"):
+        return "Service low-latency mode: off (the default: idle CPUs halt between requests)"
+    if not status.get("available"):
+        return f"Service low-latency mode: asked for but unavailable ({status.get('reason')})"
+    return (f"Service low-latency mode: on (idle CPUs poll while sessions are busy, "
+            f"for {status.get('hold_s')} s after the last request)")  # fmt: skip
+
+
 # -- terminal ------------------------------------------------------------------------------------------
 
 
@@ -132,7 +145,7 @@ def print_tables(report: dict[str, Any], console: Console | None = None) -> None
         for row in engine:
             table.add_row(*engine_cells(row))
         console.print(table)
-    for line in headline_lines(report):
+    for line in [low_latency_line(report), *headline_lines(report)]:
         console.print(line)
     for skip in report.get("skipped", []):
         console.print(f"[yellow]skipped {skip['path']}: {skip['reason']}[/yellow]")
@@ -168,6 +181,7 @@ def markdown(report: dict[str, Any], plots: list[Path] | None = None, relative_t
         f"- Libraries: {libs}",
         f"- Started {report['started_at']}, took {report['duration_s']:.0f} s; frames: {settings['content']}, RGB; "
         f"PNG compress_level {settings['png_compress_level']}",
+        f"- {low_latency_line(report)}",
         "",
         "Headline (one run):",
         "",

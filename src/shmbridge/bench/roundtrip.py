@@ -25,9 +25,10 @@ SIZES = {"64x64": (64, 64), "1920x1080": (1080, 1920), "3840x2160": (2160, 3840)
 
 
 @contextlib.contextmanager
-def own_service(workers: int = 1) -> Iterator[Path]:
+def own_service(workers: int = 1, low_latency: bool = False) -> Iterator[Path]:
     """A private ``shmbridge serve --engine null --no-http`` for the duration of the benchmark."""
-    with service.own_service("null", http=False, workers=workers) as handle:
+    extra = ["--low-latency"] if low_latency else []
+    with service.own_service("null", http=False, workers=workers, extra=extra) as handle:
         assert handle.socket_path is not None
         yield Path(handle.socket_path)
 
@@ -74,12 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", type=Path, help="measure a running service instead of starting one")
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument(
+        "--low-latency", action="store_true", help="start the service with --low-latency (idle CPUs poll while busy)"
+    )
     args = parser.parse_args(argv)
     with contextlib.ExitStack() as stack:
-        socket_path = args.socket or stack.enter_context(own_service())
+        socket_path = args.socket or stack.enter_context(own_service(low_latency=args.low_latency))
         samples = measure(socket_path, args.rounds, args.warmup)
     print(f"shmbridge round trip, null engine, {args.rounds} rounds after {args.warmup} warm-up, "
-          f"pid {os.getpid()}, {os.cpu_count()} CPUs")  # fmt: skip
+          f"pid {os.getpid()}, {os.cpu_count()} CPUs, low-latency {'on' if args.low_latency else 'off'}")  # fmt: skip
     print(f"{'frame':>10} {'path':>10} {'p50 µs':>9} {'p99 µs':>9}")
     for (name, path), values in samples.items():
         print(f"{name:>10} {path:>10} {percentile(values, 0.5) * 1e6:9.1f} {percentile(values, 0.99) * 1e6:9.1f}")

@@ -43,6 +43,8 @@ class ServiceHandle:
     pid: int | None
     own: bool
     checksum_mode: str | None = None
+    #: The service's low-latency mode as ``/api/v1/bridge/info`` reports it (None: not asked, no HTTP).
+    low_latency: dict[str, Any] | None = None
 
     def info(self) -> dict[str, Any]:
         return {
@@ -53,6 +55,7 @@ class ServiceHandle:
             "region_dir": self.region_dir,
             "pid": self.pid,
             "checksum_mode": self.checksum_mode,
+            "low_latency": self.low_latency,
         }
 
 
@@ -148,6 +151,7 @@ def own_service(
             pid=process.pid,
             own=True,
             checksum_mode="sampled" if engine == "null" else None,
+            low_latency=bridge_info(url).get("low_latency") if url else None,
         )
     except BaseException:
         # The run failed while this service was up: its log is about to be deleted with the temp dir.
@@ -175,12 +179,14 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 def external_service(url: str | None, socket_path: str | None, region_dir: str | None) -> ServiceHandle:
     """Describe a running service; the engine and checksum mode come from its ``/api/v1/bridge/info``."""
-    engine, checksum_mode = "unknown", None
+    engine, checksum_mode, low_latency = "unknown", None, None
     if url:
         url = url.rstrip("/")
         info = bridge_info(url)
+        low_latency = info.get("low_latency")
         engine_info = info.get("engine", {})
         engine = str(engine_info.get("name", engine))
         checksum_mode = engine_info.get("checksum_mode") if engine == "null" else None
     pid = peer_pid(socket_path) if socket_path else None
-    return ServiceHandle(engine, url, socket_path, region_dir, pid, own=False, checksum_mode=checksum_mode)
+    return ServiceHandle(engine, url, socket_path, region_dir, pid, own=False, checksum_mode=checksum_mode,
+                         low_latency=low_latency)  # fmt: skip

@@ -69,6 +69,8 @@ class Settings:
     #: "processes" (default: N client programs) or "threads" (one program, N threads); see worker.py.
     clients: str = "processes"
     quick: bool = False
+    #: Start the own services with ``--low-latency`` (idle CPUs poll while sessions are busy).
+    low_latency: bool = False
     #: Hard limit on the whole run; cells still short of samples then are reported as truncated.
     max_total_s: float = 3600.0
 
@@ -87,6 +89,7 @@ class Settings:
             "png_compress_level": self.png_level,
             "max_total_s": self.max_total_s,
             "client_model": self.clients,
+            "low_latency": self.low_latency,
         }
 
 

@@ -102,7 +102,7 @@ def _transport_phase(
         if url or socket_path:
             handle = external_service(url, socket_path, region_dir)
         else:
-            handle = stack.enter_context(own_service("null", env=OWN_SERVICE_ENV))
+            handle = stack.enter_context(own_service("null", env=OWN_SERVICE_ENV, extra=_service_flags(settings)))
         paths = _runnable(settings.paths, handle, report["skipped"])
         largest = max(size.nbytes for size in settings.sizes)
         iceoryx: IceoryxTarget | None = None
@@ -129,12 +129,19 @@ def _transport_phase(
     return cells
 
 
+def _service_flags(settings: Settings) -> list[str]:
+    """Flags the run's settings add to the own services' command line."""
+    return ["--low-latency"] if settings.low_latency else []
+
+
 def _engine_phase(
     settings: Settings, report: dict[str, Any], deadline: float, announce: Announce, progress: Progress
 ) -> list[Cell]:
     with contextlib.ExitStack() as stack:
         try:
-            handle = stack.enter_context(own_service(settings.engine_name, env=OWN_SERVICE_ENV))
+            handle = stack.enter_context(
+                own_service(settings.engine_name, env=OWN_SERVICE_ENV, extra=_service_flags(settings))
+            )
         except RuntimeError as exc:
             report["skipped"].append({"path": "engine pass", "reason": f"{settings.engine_name} did not start: {exc}"})
             return []

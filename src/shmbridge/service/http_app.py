@@ -131,6 +131,7 @@ def _add_service_routes(app: FastAPI, ctx: HttpContext) -> None:
                 "max_region_bytes": config.max_region_bytes,
             },
             "engine": {**core.pool.capabilities(), "workers": core.pool.size},
+            "low_latency": ctx.sessions.low_latency_status() if ctx.sessions is not None else {"enabled": False},
         }
 
     @app.get("/metrics", tags=["service"], summary="Prometheus text format")

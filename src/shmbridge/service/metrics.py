@@ -140,6 +140,9 @@ class Metrics:
             "shmbridge_region_bytes_mapped", "Bytes of registered named regions mapped", registry=reg
         )
         self.regions = Gauge("shmbridge_regions", "Registered named shared regions", registry=reg)
+        self.cpu_wakeup_hold = Gauge(
+            "shmbridge_cpu_wakeup_hold", "1 while low-latency mode keeps idle CPUs polling", registry=reg
+        )
         ratio = Gauge("shmbridge_zero_copy_ratio", "Share of requests served without copying pixels", registry=reg)
         ratio.set_function(self.zero_copy_ratio)
 

@@ -54,6 +54,7 @@ from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat, Roi
 from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path, set_recv_timeout, set_send_timeout
 from .core import ServiceCore
 from .polling import wait_until
+from .wakeups import CpuWakeupHold
 
 log = logging.getLogger("shmbridge.session")
 
@@ -77,6 +78,9 @@ class SessionServer:
         # Read at scrape time instead of counted per request (two gauge updates less on the hot path).
         core.metrics.slots_in_use.set_function(self.slots_in_use)
         core.metrics.bytes_mapped.set_function(lambda: self.budget.used_bytes)
+        # Low-latency mode: every frame read keeps idle CPUs polling for a moment (service/wakeups.py).
+        self.wakeups = CpuWakeupHold(self.config.low_latency_hold) if self.config.low_latency else None
+        core.metrics.cpu_wakeup_hold.set_function(lambda: float(self.wakeups is not None and self.wakeups.held))
         # Writes that do not come from a session's own thread (replies of blocking engines, BYE). At most
         # one job per session at a time (``Session._post``), so a client that stops reading holds one
         # worker, never another session's replies.
@@ -88,6 +92,8 @@ class SessionServer:
         return sum(session.memory.slots_in_use for session in list(self.sessions))
 
     async def start(self) -> None:
+        if self.wakeups is not None:
+            self.wakeups.start()
         prepare_socket_path(self.socket_path)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -138,6 +144,8 @@ class SessionServer:
         if sessions:
             await asyncio.wait([s.finished for s in sessions], timeout=timeout + 2.0)
         self.writers.shutdown(wait=False, cancel_futures=True)
+        if self.wakeups is not None:
+            self.wakeups.close()
 
     def status(self) -> dict[str, Any]:
         return {
@@ -145,7 +153,13 @@ class SessionServer:
             "slots_in_use": self.slots_in_use(),
             "bytes_mapped": self.budget.used_bytes,
             "socket_path": str(self.socket_path),
+            "low_latency": self.low_latency_status(),
         }
+
+    def low_latency_status(self) -> dict[str, Any]:
+        if self.wakeups is None:
+            return {"enabled": False}
+        return self.wakeups.status()
 
     def limits(self) -> dict[str, Any]:
         c = self.config
@@ -232,6 +246,7 @@ class Session:
                 )
             )
         recv = self.sock.recv
+        touch = self.server.wakeups.touch if self.server.wakeups is not None else _busy_unnoticed
         while True:
             try:
                 data = recv(_RECV)  # an idle session waits here until data, EOF or a shutdown
@@ -239,6 +254,8 @@ class Session:
                 return self._fatal(RequestTimeout(f"no HELLO within {self.server.config.request_timeout}s"))
             except OSError as exc:
                 return f"connection lost: {exc}"
+            if data:  # a frame is coming in: keep idle CPUs ready for the next (low-latency mode)
+                touch()
             self.conn.receive_data(data)
             ended = self._drain_events()  # on EOF a frame cut off is logged as TRUNCATED
             if ended is not None:
@@ -514,6 +531,10 @@ class Session:
             except BufferError:
                 log.error("session %s: a view of its memory is still referenced; mapping kept", self.id)
         log.info("session %s released %d bytes of shared memory", self.id, released)
+
+
+def _busy_unnoticed() -> None:
+    """What a frame read does to the CPUs' idle state without low-latency mode: nothing."""
 
 
 def _result_frame(request_id: int, result: OcrResult) -> bytes:
