@@ -114,3 +114,16 @@ def test_without_the_flag_the_service_leaves_the_cpus_alone(tmp_path: Path) -> N
         info = httpx.get(f"{service.url}/api/v1/bridge/info", timeout=10).json()["low_latency"]
         assert info == {"enabled": False}
         assert metric(service.metrics_text(), "shmbridge_cpu_wakeup_hold") == 0.0
+
+
+def test_the_mode_can_be_turned_on_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The systemd drop-in in docs/deployment.md turns it on with SHMBRIDGE_LOW_LATENCY, not a flag."""
+    from shmbridge.config import ServiceConfig
+
+    monkeypatch.setenv("SHMBRIDGE_LOW_LATENCY", "true")
+    monkeypatch.setenv("SHMBRIDGE_LOW_LATENCY_HOLD", "0.5")
+    config = ServiceConfig.load(engine="null")
+    assert config.low_latency is True and config.low_latency_hold == 0.5
+    monkeypatch.setenv("SHMBRIDGE_LOW_LATENCY_HOLD", "0")
+    with pytest.raises(ValueError, match="low_latency_hold"):
+        ServiceConfig.load(engine="null")

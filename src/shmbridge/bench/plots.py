@@ -64,7 +64,8 @@ def _legend(fig: Any, axes: Any) -> None:
 
 def _subtitle(report: dict[str, Any]) -> str:
     m = report["machine"]
-    return f"{m['cpu_model']}, {m['cpu_count']} CPUs; null engine; p50 (line) and p95 (band)"
+    mode = "; service --low-latency" if report.get("settings", {}).get("low_latency") else ""
+    return f"{m['cpu_model']}, {m['cpu_count']} CPUs; null engine{mode}; p50 (line) and p95 (band)"
 
 
 def _latency_vs_size(plt: Any, rows: list[dict[str, Any]], out: Path, report: dict[str, Any]) -> Path:
