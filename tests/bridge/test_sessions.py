@@ -141,6 +141,22 @@ def test_a_peer_whose_uid_is_not_allowed_is_refused(tmp_path: Path) -> None:
         assert service.alive()
 
 
+# The refused peer runs the interpreter alone (-I -S: no site-packages, no checkout on its path), so the
+# test does not depend on uid 65534 being able to read the checkout or the virtualenv: it says HELLO with
+# bytes made here and hands back what the service answered, which is decoded here.
+_RAW_HELLO = """
+import socket, sys
+peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+peer.settimeout(10)
+peer.connect(sys.argv[1])
+peer.sendall(bytes.fromhex(sys.argv[2]))
+answer = b""
+while chunk := peer.recv(65536):
+    answer += chunk
+sys.stdout.write(answer.hex())
+"""
+
+
 @pytest.mark.skipif(os.getuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
 def test_a_real_other_uid_is_refused_by_the_peer_check(tmp_path: Path) -> None:
     import tempfile
@@ -151,25 +167,23 @@ def test_a_real_other_uid_is_refused_by_the_peer_check(tmp_path: Path) -> None:
         with running_service(tmp_path, http=False, socket_path=sock_dir / "ocr.sock") as service:
             os.chmod(sock_dir, 0o777)  # let uid 65534 reach the socket so the peer check itself decides
             os.chmod(service.socket_path, 0o666)
-            code = "import sys; from shmbridge.client.session import SessionClient as S; S(sys.argv[1]).connect()"
+            hello = p.encode(p.Hello(1, p.SUPPORTED_VERSIONS, "refused-peer", 0))
+            setpriv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
             run = subprocess.run(
-                [
-                    "setpriv",
-                    "--reuid=65534",
-                    "--regid=65534",
-                    "--clear-groups",
-                    sys.executable,
-                    "-c",
-                    code,
-                    str(service.socket_path),
-                ],
+                [*setpriv, sys.executable, "-I", "-S", "-c", _RAW_HELLO, str(service.socket_path), hello.hex()],
                 capture_output=True,
                 text=True,
                 timeout=60,
-                env={**os.environ, "PYTHONPATH": str(REPO / "src")},
             )
-            assert run.returncode != 0
-            assert "PeerRejected" in run.stderr and "uid 65534" in run.stderr, run.stderr
+            assert run.returncode == 0, run.stderr
+            decoder = p.FrameDecoder()
+            decoder.receive_data(bytes.fromhex(run.stdout))
+            frame = decoder.next_frame()
+            assert frame is not None, "the service closed without an answer"
+            answer = p.decode_event(frame)
+            assert isinstance(answer, p.Error) and answer.code == ErrorCode.PEER_REJECTED, answer
+            assert "uid 65534" in answer.message
+            assert "PEER_REJECTED" in service.log()
             assert service.alive()
 
 
