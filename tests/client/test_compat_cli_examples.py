@@ -85,7 +85,8 @@ def test_cli_ocr_and_status(service: RunningService, tmp_path: Path) -> None:
 
     done = _cli("status", "--url", service.url)
     assert done.returncode == 0, done.stderr
-    for expected in ("status", "ok", "null", "shm_session", str(service.socket_path.name), "zero-copy"):
+    for expected in ("status", "ok", "null", "shm_session", str(service.socket_path.name), "zero-copy",
+                     "low-latency mode"):  # fmt: skip
         assert expected in done.stdout
     done = _cli("status", "--url", service.url, "--json")
     assert json.loads(done.stdout)["health"]["ready"] is True
