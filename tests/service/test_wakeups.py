@@ -127,3 +127,19 @@ def test_the_mode_can_be_turned_on_from_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("SHMBRIDGE_LOW_LATENCY_HOLD", "0")
     with pytest.raises(ValueError, match="low_latency_hold"):
         ServiceConfig.load(engine="null")
+
+
+@pytest.mark.skipif(not os.access(CPU_DMA_LATENCY, os.W_OK), reason=f"{CPU_DMA_LATENCY} is not writable here")
+def test_a_killed_service_leaves_no_request_behind(tmp_path: Path) -> None:
+    """The request lives in an open descriptor: the kernel drops it with the process, even on SIGKILL."""
+    baseline = _kernel_cpu_latency_limit()
+    if baseline == 0:
+        pytest.skip("another process already holds the CPU latency at 0 µs")
+    with running_service(tmp_path, "--low-latency", "--low-latency-hold", "30", "--no-warm-up", http=False) as service:
+        with SessionClient(service.socket_path, timeout=10) as session, session.lease(64, 64) as lease:
+            lease.frame(64, 64)[:] = 7
+            session.submit(lease)
+            assert _kernel_cpu_latency_limit() == 0
+            service.process.kill()
+            service.process.wait(10)
+        assert _kernel_cpu_latency_limit() == baseline
