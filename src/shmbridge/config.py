@@ -73,7 +73,7 @@ class ServiceConfig(BaseSettings):
     # Latency: hold idle CPUs polling while sessions are busy (service/wakeups.py); off by default, since
     # it spends idle CPU time of the whole machine for lower wake-up latency.
     low_latency: bool = False
-    low_latency_hold: float = Field(default=0.25, gt=0, le=60)
+    low_latency_hold: float = Field(default=0.25, ge=0.01, le=60)
 
     @field_validator("engine")
     @classmethod

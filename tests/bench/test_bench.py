@@ -203,3 +203,14 @@ def test_sizes_parse_and_order() -> None:
     assert sorted([Size.of(3840, 2160), Size.of(300, 60)])[0] == Size.of(300, 60)
     with pytest.raises(ValueError):
         Size.parse("1920")
+
+
+def test_low_latency_applies_only_to_the_services_it_starts() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "shmbridge.cli", "bench", "--url", "http://127.0.0.1:1", "--low-latency"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--low-latency applies to the services it starts itself" in done.stdout + done.stderr

@@ -121,6 +121,13 @@ def run(args: argparse.Namespace) -> int:
     if args.plots and (reason := plots.available()):
         console.print(f"shmbridge bench: --plots: {reason}", style="red")
         return 2
+    if args.low_latency and (args.url or args.socket):
+        console.print(
+            "shmbridge bench: --low-latency applies to the services it starts itself; start the running "
+            "service with --low-latency instead (the report says whether it has the mode on)",
+            style="red",
+        )
+        return 2
     if args.socket and not args.url:
         console.print("shmbridge bench: --socket without --url measures the session paths only", style="yellow")
     with _progress(console, disabled=args.no_progress) as (announce, progress):

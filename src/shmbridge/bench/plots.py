@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .report import low_latency_active
+
 PATH_STYLE = {
     "legacy-json": ("#d62728", "o"),
     "http-png": ("#ff7f0e", "s"),
@@ -64,7 +66,7 @@ def _legend(fig: Any, axes: Any) -> None:
 
 def _subtitle(report: dict[str, Any]) -> str:
     m = report["machine"]
-    mode = "; service --low-latency" if report.get("settings", {}).get("low_latency") else ""
+    mode = "; service --low-latency" if low_latency_active(report) else ""
     return f"{m['cpu_model']}, {m['cpu_count']} CPUs; null engine{mode}; p50 (line) and p95 (band)"
 
 

@@ -111,9 +111,20 @@ def headline_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def low_latency_status(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The measured service's low-latency mode as it reported it (``/api/v1/bridge/info``), if known."""
+    return (report.get("services", {}).get("transport") or {}).get("low_latency")
+
+
+def low_latency_active(report: dict[str, Any]) -> bool:
+    """True when the measured service had the mode on and able to act, whatever the flags asked for."""
+    status = low_latency_status(report) or {}
+    return bool(status.get("enabled") and status.get("available"))
+
+
 def low_latency_line(report: dict[str, Any]) -> str:
     """Whether the measured service held idle CPUs polling (``--low-latency``), since it moves every figure."""
-    status = (report.get("services", {}).get("transport") or {}).get("low_latency")
+    status = low_latency_status(report)
     if status is None:
         return "Service low-latency mode: unknown (no HTTP address to ask)"
     if not status.get("enabled"):

@@ -30,12 +30,25 @@ SIZES = {"64x64": (64, 64), "1920x1080": (1080, 1920), "3840x2160": (2160, 3840)
 
 
 @contextlib.contextmanager
-def own_service(workers: int = 1, low_latency: bool = False) -> Iterator[Path]:
-    """A private ``shmbridge serve --engine null --no-http`` for the duration of the benchmark."""
+def own_service(workers: int = 1, low_latency: bool = False) -> Iterator[service.ServiceHandle]:
+    """A private ``shmbridge serve --engine null`` for the duration of the benchmark. With ``low_latency``
+    it also listens on loopback HTTP, only so that it can say whether the mode could be turned on."""
     extra = ["--low-latency"] if low_latency else []
-    with service.own_service("null", http=False, workers=workers, extra=extra) as handle:
+    with service.own_service("null", http=low_latency, regions=False, workers=workers, extra=extra) as handle:
         assert handle.socket_path is not None
-        yield Path(handle.socket_path)
+        yield handle
+
+
+def mode_line(handle: service.ServiceHandle | None) -> str:
+    """What the measured service did about idle CPUs, as it reported it (not what the flags asked for)."""
+    status = handle.low_latency if handle is not None else None
+    if handle is None:
+        return "low-latency unknown (a running service)"
+    if not status or not status.get("enabled"):
+        return "low-latency off"
+    if not status.get("available"):
+        return f"low-latency asked for but unavailable: {status.get('reason')}"
+    return "low-latency on"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -92,11 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         "--low-latency", action="store_true", help="start the service with --low-latency (idle CPUs poll while busy)"
     )
     args = parser.parse_args(argv)
+    if args.socket and args.low_latency:
+        parser.error("--low-latency applies to the service it starts itself; start the running one with it")
     with contextlib.ExitStack() as stack:
-        socket_path = args.socket or stack.enter_context(own_service(low_latency=args.low_latency))
+        handle = None if args.socket else stack.enter_context(own_service(low_latency=args.low_latency))
+        socket_path = args.socket or Path(handle.socket_path)  # type: ignore[union-attr]
         samples = measure(socket_path, args.rounds, args.warmup)
     print(f"shmbridge round trip, null engine, {args.rounds} rounds after {args.warmup} warm-up, "
-          f"pid {os.getpid()}, {os.cpu_count()} CPUs, low-latency {'on' if args.low_latency else 'off'}")  # fmt: skip
+          f"pid {os.getpid()}, {os.cpu_count()} CPUs, {mode_line(handle)}")  # fmt: skip
     print(f"{'frame':>10} {'path':>11} {'p50 µs':>9} {'p99 µs':>9}")
     for (name, path), values in samples.items():
         print(f"{name:>10} {path:>11} {percentile(values, 0.5) * 1e6:9.1f} {percentile(values, 0.99) * 1e6:9.1f}")

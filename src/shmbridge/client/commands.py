@@ -98,8 +98,10 @@ def _ms(seconds: Any) -> str:
     return f"{seconds * 1e3:.2f}" if isinstance(seconds, int | float) else "-"
 
 
-def _low_latency(status: dict[str, Any]) -> str:
+def _low_latency(status: dict[str, Any] | None) -> str:
     """One cell for the service's low-latency mode: off, unavailable (and why), or on and whether held now."""
+    if status is None:
+        return "unknown (the service does not report it)"
     if not status.get("enabled"):
         return "off"
     if not status.get("available"):
@@ -125,7 +127,7 @@ def _print_status(url: str, health: dict[str, Any], info: dict[str, Any], metric
     modes = info.get("modes") or {}
     service.add_row("modes", ", ".join(f"{name} {'on' if on else 'off'}" for name, on in modes.items()))
     service.add_row("socket", str(info.get("socket_path") or "-"))
-    service.add_row("low-latency mode", _low_latency(info.get("low_latency") or {}))
+    service.add_row("low-latency mode", _low_latency(info.get("low_latency")))
     service.add_row("in flight / queued", f"{health.get('in_flight', 0)} / {health.get('queued', 0)}")
     service.add_row(
         "sessions / slots in use", f"{metrics.get('sessions', 0):.0f} / {metrics.get('slots_in_use', 0):.0f}"

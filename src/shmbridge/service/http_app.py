@@ -131,7 +131,7 @@ def _add_service_routes(app: FastAPI, ctx: HttpContext) -> None:
                 "max_region_bytes": config.max_region_bytes,
             },
             "engine": {**core.pool.capabilities(), "workers": core.pool.size},
-            "low_latency": ctx.sessions.low_latency_status() if ctx.sessions is not None else {"enabled": False},
+            "low_latency": _low_latency_status(ctx),
         }
 
     @app.get("/metrics", tags=["service"], summary="Prometheus text format")
@@ -141,6 +141,16 @@ def _add_service_routes(app: FastAPI, ctx: HttpContext) -> None:
     @app.get("/metrics/enhanced", tags=["service"], summary="The same figures as JSON, with p50/p95/p99")
     async def metrics_enhanced() -> dict[str, Any]:
         return enhanced_metrics(ctx)
+
+
+def _low_latency_status(ctx: HttpContext) -> dict[str, Any]:
+    """The mode follows session traffic, so without sessions it is asked for but can do nothing."""
+    if ctx.sessions is not None:
+        return ctx.sessions.low_latency_status()
+    if ctx.config.low_latency:
+        return {"enabled": True, "available": False, "reason": "shared-memory sessions are off (--no-shm)",
+                "held": False, "hold_s": ctx.config.low_latency_hold, "engagements": 0}  # fmt: skip
+    return {"enabled": False}
 
 
 def _samples(metric: Any) -> list[Any]:
