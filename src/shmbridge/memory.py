@@ -184,6 +184,19 @@ def check_image_bounds(
     slot_count: int, slot_size: int, slot: int, offset: int, height: int, width: int, channels: int, pitch: int
 ) -> None:
     """Raise a typed ``InvalidRequest`` unless the image lies wholly inside one slot."""
+    row = width * channels
+    # The common case in one expression (every request takes this path); anything off falls through to
+    # the checks below, which name what is wrong.
+    if (
+        0 <= slot < slot_count
+        and 0 < height < _MAX_FIELD
+        and 0 < width < _MAX_FIELD
+        and 0 <= offset < _MAX_FIELD
+        and row <= pitch < _MAX_FIELD
+        and channels in (1, 3, 4)
+        and offset + (height - 1) * pitch + row <= slot_size
+    ):
+        return
     for name, value in (("slot", slot), ("offset", offset), ("height", height), ("width", width),
                         ("pitch", pitch)):  # fmt: skip
         if not 0 <= value < _MAX_FIELD:
@@ -194,7 +207,6 @@ def check_image_bounds(
         raise InvalidRequest(f"dimensions {width}x{height} must be positive", code=ErrorCode.BAD_DIMENSIONS)
     if channels not in (1, 3, 4):
         raise InvalidRequest(f"{channels} channels; 1, 3 or 4 expected", code=ErrorCode.BAD_DIMENSIONS)
-    row = width * channels
     if pitch < row:
         raise InvalidRequest(f"row pitch {pitch} is shorter than a row of {row} bytes",
                              code=ErrorCode.SHAPE_MISMATCH)  # fmt: skip

@@ -33,13 +33,14 @@ class PixelFormat(enum.StrEnum):
     def default_for(cls, channels: int) -> PixelFormat:
         """RGB-family default for an array with that many channels."""
         try:
-            return {1: cls.GRAY, 3: cls.RGB, 4: cls.RGBA}[channels]
+            return _DEFAULT_FOR[channels]  # a module dict: built once, not on every request
         except KeyError:
             raise InvalidRequest(
                 f"an image has 1, 3 or 4 channels, not {channels}", code=ErrorCode.BAD_DIMENSIONS
             ) from None
 
 
+_DEFAULT_FOR = {1: PixelFormat.GRAY, 3: PixelFormat.RGB, 4: PixelFormat.RGBA}
 _CHANNELS = {
     PixelFormat.GRAY: 1,
     PixelFormat.RGB: 3,

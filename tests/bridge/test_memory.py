@@ -11,9 +11,11 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shmbridge.errors import ErrorCode, InvalidRequest, MemoryLimitExceeded, SessionLimitExceeded
-from shmbridge.memory import PAGE, MemoryBudget, Segment, SessionMemory, seals_of, size_class
+from shmbridge.memory import PAGE, MemoryBudget, Segment, SessionMemory, check_image_bounds, seals_of, size_class
 
 MiB = 1024 * 1024
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="memfd seals are Linux-only")
@@ -157,3 +159,41 @@ def test_lending_a_slot_twice_is_refused() -> None:
         assert info.value.code == ErrorCode.BAD_SLOT
     finally:
         memory.close()
+
+
+# -- the bounds check: its one-expression fast path accepts exactly what the named checks accept ----------
+
+_BIG = 1 << 48
+_fields = st.one_of(st.integers(-3, 64), st.sampled_from([0, 1, _BIG - 1, _BIG, _BIG + 1, -_BIG]))
+
+
+def _in_bounds(slot_count: int, slot_size: int, slot: int, offset: int, h: int, w: int, c: int, pitch: int) -> bool:
+    """The rule as docs/protocol.md states it, written independently of memory.py."""
+    if not all(0 <= v < _BIG for v in (slot, offset, h, w, pitch)):
+        return False
+    if not (slot < slot_count and h > 0 and w > 0 and c in (1, 3, 4) and pitch >= w * c):
+        return False
+    return offset + (h - 1) * pitch + w * c <= slot_size
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    slot_count=st.integers(1, 4),
+    slot_size=st.integers(1, 4096),
+    slot=_fields,
+    offset=_fields,
+    height=_fields,
+    width=_fields,
+    channels=st.integers(-1, 5),
+    pitch=_fields,
+)
+def test_image_bounds_accept_exactly_the_images_inside_one_slot(
+    slot_count: int, slot_size: int, slot: int, offset: int, height: int, width: int, channels: int, pitch: int
+) -> None:
+    args = (slot_count, slot_size, slot, offset, height, width, channels, pitch)
+    try:
+        check_image_bounds(*args)
+    except InvalidRequest:
+        assert not _in_bounds(*args)
+    else:
+        assert _in_bounds(*args)

@@ -376,10 +376,14 @@ class ServiceCore:
         total_s: float,
     ) -> OcrResult:
         lines = output.lines
-        if options.roi is not None and lines:
-            lines = shift_lines(lines, options.roi.x, options.roi.y)
-        lines = reading_order(lines) if lines else []
-        confidence = sum(line.confidence for line in lines) / len(lines) if lines else 0.0
+        if lines:
+            if options.roi is not None:
+                lines = shift_lines(lines, options.roi.x, options.roi.y)
+            lines = reading_order(lines)
+            text = "\n".join(line.text for line in lines)
+            confidence = sum(line.confidence for line in lines) / len(lines)
+        else:
+            lines, text, confidence = [], "", 0.0
         # Validation of a dict, not model_construct and not keyword arguments: pydantic-core validates
         # a dict in Rust (about 2 µs) faster than ``OcrResult(**fields)`` (about 3.4 µs, the keyword path
         # goes through ``BaseModel.__init__``) and than model_construct, which assigns field by field in
@@ -387,7 +391,7 @@ class ServiceCore:
         return OcrResult.model_validate(
             {
                 "request_id": request_id,
-                "text": "\n".join(line.text for line in lines),
+                "text": text,
                 "lines": lines,
                 "confidence": confidence,
                 "engine": self.pool.name,
