@@ -150,3 +150,17 @@ class OcrResult(BaseModel):
     @property
     def processing_time_ms(self) -> float:
         return self.timings.total_ms
+
+
+LowLatencyMode = Literal["unknown", "off", "unavailable", "on"]
+
+
+def low_latency_mode(status: dict[str, object] | None) -> LowLatencyMode:
+    """What a service's ``low_latency`` status (``/api/v1/bridge/info``) says it does about idle CPUs:
+    ``unknown`` (not reported), ``off``, ``unavailable`` (asked for, cannot act; ``reason`` says why) or
+    ``on``. The one reading of that field for the status command and the benchmarks' reports."""
+    if status is None:
+        return "unknown"
+    if not status.get("enabled"):
+        return "off"
+    return "on" if status.get("available") else "unavailable"

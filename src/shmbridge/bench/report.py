@@ -16,6 +16,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ..models import low_latency_mode
+
 COLUMNS = ("path", "size", "clients", "n", "p50", "p95", "p99", "req/s", "client CPU", "service CPU",
            "copied client+service", "× legacy", "× raw")  # fmt: skip
 ENGINE_COLUMNS = ("path", "size", "n", "p50", "p99", "engine p50", "bridge p50", "bridge share", "× legacy")
@@ -118,21 +120,19 @@ def low_latency_status(report: dict[str, Any]) -> dict[str, Any] | None:
 
 def low_latency_active(report: dict[str, Any]) -> bool:
     """True when the measured service had the mode on and able to act, whatever the flags asked for."""
-    status = low_latency_status(report) or {}
-    return bool(status.get("enabled") and status.get("available"))
+    return low_latency_mode(low_latency_status(report)) == "on"
 
 
 def low_latency_line(report: dict[str, Any]) -> str:
     """Whether the measured service held idle CPUs polling (``--low-latency``), since it moves every figure."""
-    status = low_latency_status(report)
-    if status is None:
-        return "Service low-latency mode: unknown (no HTTP address to ask)"
-    if not status.get("enabled"):
-        return "Service low-latency mode: off (the default: idle CPUs halt between requests)"
-    if not status.get("available"):
-        return f"Service low-latency mode: asked for but unavailable ({status.get('reason')})"
-    return (f"Service low-latency mode: on (idle CPUs poll while sessions are busy, "
-            f"for {status.get('hold_s')} s after the last request)")  # fmt: skip
+    status = low_latency_status(report) or {}
+    described = {
+        "unknown": "unknown (no HTTP address to ask)",
+        "off": "off (the default: idle CPUs halt between requests)",
+        "unavailable": f"asked for but unavailable ({status.get('reason')})",
+        "on": f"on (idle CPUs poll while sessions are busy, for {status.get('hold_s')} s after the last request)",
+    }
+    return f"Service low-latency mode: {described[low_latency_mode(low_latency_status(report))]}"
 
 
 # -- terminal ------------------------------------------------------------------------------------------

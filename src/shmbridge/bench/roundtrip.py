@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from ..client.session import SessionClient
+from ..models import low_latency_mode
+from ..service.wakeups import OFF_STATUS
 from . import service
 
 SIZES = {"64x64": (64, 64), "1920x1080": (1080, 1920), "3840x2160": (2160, 3840)}
@@ -41,14 +43,12 @@ def own_service(workers: int = 1, low_latency: bool = False) -> Iterator[service
 
 def mode_line(handle: service.ServiceHandle | None) -> str:
     """What the measured service did about idle CPUs, as it reported it (not what the flags asked for)."""
-    status = handle.low_latency if handle is not None else None
     if handle is None:
         return "low-latency unknown (a running service)"
-    if not status or not status.get("enabled"):
-        return "low-latency off"
-    if not status.get("available"):
+    status = handle.low_latency or dict(OFF_STATUS)  # an own service without HTTP was not asked for it
+    if low_latency_mode(status) == "unavailable":
         return f"low-latency asked for but unavailable: {status.get('reason')}"
-    return "low-latency on"
+    return f"low-latency {low_latency_mode(status)}"
 
 
 def percentile(values: list[float], q: float) -> float:

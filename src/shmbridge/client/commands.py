@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ServiceUnavailable, ShmBridgeError, UsageError
+from ..models import low_latency_mode
 from .base import DEFAULT_URL, ClientResult, Mode, Timeouts
 from .sync_client import Client
 
@@ -100,11 +101,13 @@ def _ms(seconds: Any) -> str:
 
 def _low_latency(status: dict[str, Any] | None) -> str:
     """One cell for the service's low-latency mode: off, unavailable (and why), or on and whether held now."""
-    if status is None:
+    mode = low_latency_mode(status)
+    if mode == "unknown":
         return "unknown (the service does not report it)"
-    if not status.get("enabled"):
+    if mode == "off":
         return "off"
-    if not status.get("available"):
+    assert status is not None
+    if mode == "unavailable":
         return f"[yellow]asked for, unavailable: {status.get('reason')}[/]"
     held = "holding idle CPUs polling now" if status.get("held") else "idle CPUs free (no busy session)"
     return f"on, {held}; {status.get('engagements', 0)} burst(s) so far"

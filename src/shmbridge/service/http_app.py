@@ -32,6 +32,7 @@ from .http_shmem import shmem_router
 from .metrics import MODES
 from .regions import RegionRegistry
 from .session_server import SessionServer
+from .wakeups import OFF_STATUS, mode_status
 
 #: Body limit of routes that take no image (region registration, shared-memory requests, GETs).
 SMALL_BODY = 1 << 20
@@ -148,9 +149,8 @@ def _low_latency_status(ctx: HttpContext) -> dict[str, Any]:
     if ctx.sessions is not None:
         return ctx.sessions.low_latency_status()
     if ctx.config.low_latency:
-        return {"enabled": True, "available": False, "reason": "shared-memory sessions are off (--no-shm)",
-                "held": False, "hold_s": ctx.config.low_latency_hold, "engagements": 0}  # fmt: skip
-    return {"enabled": False}
+        return mode_status(ctx.config.low_latency_hold, "shared-memory sessions are off (--no-shm)")
+    return dict(OFF_STATUS)
 
 
 def _samples(metric: Any) -> list[Any]:

@@ -54,7 +54,7 @@ from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat, Roi
 from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path, set_recv_timeout, set_send_timeout
 from .core import ServiceCore
 from .polling import wait_until
-from .wakeups import CpuWakeupHold
+from .wakeups import OFF_STATUS, CpuWakeupHold
 
 log = logging.getLogger("shmbridge.session")
 
@@ -157,9 +157,7 @@ class SessionServer:
         }
 
     def low_latency_status(self) -> dict[str, Any]:
-        if self.wakeups is None:
-            return {"enabled": False}
-        return self.wakeups.status()
+        return dict(OFF_STATUS) if self.wakeups is None else self.wakeups.status()
 
     def limits(self) -> dict[str, Any]:
         c = self.config

@@ -65,6 +65,22 @@ def polling_state_missing(sysfs: Path = CPU_SYSFS) -> str | None:
     return None
 
 
+def mode_status(hold_s: float, reason: str | None, held: bool = False, engagements: int = 0) -> dict[str, Any]:
+    """The ``low_latency`` status of a service that asked for the mode (``/api/v1/bridge/info``)."""
+    return {
+        "enabled": True,
+        "available": reason is None,
+        "reason": reason,
+        "held": held,
+        "hold_s": hold_s,
+        "engagements": engagements,
+    }
+
+
+#: The ``low_latency`` status of a service that did not ask for the mode.
+OFF_STATUS: dict[str, Any] = {"enabled": False}
+
+
 class CpuWakeupHold:
     """A PM QoS request of ``latency_us`` held from a ``touch`` until ``hold`` seconds after the last one.
 
@@ -189,11 +205,4 @@ class CpuWakeupHold:
             self._thread.join(timeout=1.0)
 
     def status(self) -> dict[str, Any]:
-        return {
-            "enabled": True,
-            "available": self.unavailable is None,
-            "reason": self.unavailable,
-            "held": self.held,
-            "hold_s": self.hold,
-            "engagements": self.engagements,
-        }
+        return mode_status(self.hold, self.unavailable, self.held, self.engagements)
