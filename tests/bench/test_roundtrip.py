@@ -1,6 +1,7 @@
 """``python -m shmbridge.bench.roundtrip`` end to end, briefly: every size and path printed, positive p50s,
-and a first line that says what the measured service did about idle CPUs (what it reported, not what
-the flag asked for). No timing is asserted."""
+the iceoryx2 reference row where iceoryx2 is installed (and a line saying why not where it is not), and
+a first line that says what the measured service did about idle CPUs (what it reported, not what the
+flag asked for). No timing is asserted."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import sys
 
 import pytest
 
+from shmbridge.bench.iceoryx import unavailable_reason
 from shmbridge.service.wakeups import CPU_DMA_LATENCY, polling_state_missing
 
-ROW = re.compile(r"^\s*(64x64|1920x1080|3840x2160)\s+(in-place|copied-in|copied-warm)\s+([\d.]+)\s+([\d.]+)$")
+SIZES = ("64x64", "1920x1080", "3840x2160")
+PATHS = ("in-place", "copied-in", "copied-warm", "copied-hot")
+ROW = re.compile(r"^\s*(\S+)\s+(\S+)\s+([\d.]+)\s+([\d.]+)$")
 
 
 def _roundtrip(*flags: str) -> list[str]:
@@ -35,12 +39,24 @@ def _rows(lines: list[str]) -> dict[tuple[str, str], tuple[float, float]]:
     return rows
 
 
-def test_every_size_and_path_is_measured() -> None:
+def test_every_size_and_path_is_measured_with_the_reference_where_it_can_run() -> None:
     lines = _roundtrip()
     assert lines[0].endswith("low-latency off"), lines[0]
     rows = _rows(lines)
-    assert len(rows) == 9, lines
+    expected = PATHS if unavailable_reason() else (*PATHS, "iceoryx2")
+    assert set(rows) == {(size, path) for size in SIZES for path in expected}, lines
     assert all(p50 > 0 and p99 >= p50 for p50, p99 in rows.values())
+    if unavailable_reason():
+        assert any(line.startswith("no iceoryx2 reference row: ") for line in lines), lines
+    else:
+        ratios = [line for line in lines if "x the iceoryx2 p50 of the same rounds" in line]
+        assert [line.split(":")[0] for line in ratios] == list(SIZES), lines
+
+
+def test_the_reference_can_be_left_out() -> None:
+    lines = _roundtrip("--no-reference")
+    assert {path for _size, path in _rows(lines)} == set(PATHS), lines
+    assert "no iceoryx2 reference row: left out (--no-reference)" in lines, lines
 
 
 @pytest.mark.skipif(
@@ -50,7 +66,7 @@ def test_every_size_and_path_is_measured() -> None:
 def test_the_low_latency_run_says_the_service_had_the_mode_on() -> None:
     lines = _roundtrip("--low-latency")
     assert lines[0].endswith("low-latency on"), lines[0]
-    assert len(_rows(lines)) == 9
+    assert {size for size, _path in _rows(lines)} == set(SIZES)
 
 
 def test_low_latency_against_a_running_service_is_refused() -> None:

@@ -5,10 +5,20 @@ times, per frame size, a request whose pixels were written in place in a slot (z
 pixels are copied in from an ordinary numpy array. Sizes are interleaved round by round so drift in the
 machine's speed hits every cell alike. Prints p50 and p99 in microseconds.
 
-The copy is timed twice, because at 1080p and above it costs what the memory system costs: ``copied-in``
-copies from a source that the other sizes' copies of the same round have pushed out of the caches (a
-4K round moves 50 MB, more than this machine's 32 MB L3), ``copied-warm`` from a source that was just read
-in full, as a frame a caller has just captured or rendered is.
+The copy is timed three times, because at 1080p and above it costs what the memory system costs, and
+that depends on where the bytes are:
+
+- ``copied-in``: the source and the slot were both pushed out of the caches by the other sizes' copies
+  of the same round (a 4K round moves 50 MB, more than this machine's 32 MB L3): the worst case;
+- ``copied-warm``: the source was just read in full, as a frame a caller has just captured or rendered
+  is; the slot is still cold;
+- ``copied-hot``: the same, straight after ``copied-warm``, so the slot still holds the previous
+  frame's lines, as in a stream of frames of one size sent back to back.
+
+With iceoryx2 installed (the ``bench`` extra) every round also times an ``iceoryx2`` row: the peer
+zero-copy middleware's loan, send, wait and receive of the same frame (``iceoryx.py``), against the same
+machine in the same minute. It is the floor that ``in-place`` is read against: this VM's speed moves by
+2x within minutes, and the two rows move together.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,6 +38,7 @@ from ..client.session import SessionClient
 from ..models import low_latency_mode
 from ..service.wakeups import OFF_STATUS
 from . import service
+from .iceoryx import IceoryxClient, iceoryx_helper, unavailable_reason
 
 SIZES = {"64x64": (64, 64), "1920x1080": (1080, 1920), "3840x2160": (2160, 3840)}
 
@@ -56,8 +68,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def measure(socket_path: Path, rounds: int, warmup: int) -> dict[tuple[str, str], list[float]]:
-    samples: dict[tuple[str, str], list[float]] = {}
+IN_PLACE = ("in-place",)
+COPIED = ("copied-in", "copied-warm", "copied-hot")
+REFERENCE = "iceoryx2"
+BLOCK = 50  # rounds one in-place loop runs before the reference's takes its turn
+
+
+def measure(
+    socket_path: Path, rounds: int, warmup: int, reference: IceoryxClient | None = None
+) -> dict[tuple[str, str], list[float]]:
+    """Per (size, path), the round trips of the ``rounds`` rounds after ``warmup``, in seconds.
+
+    Two phases, each with the sizes interleaved round by round: first the in-place round trips (and the
+    reference's, in turns with them), then the copies. A 6-24 MB copy between two in-place requests
+    pushes both processes' interpreter state out of the caches and would charge the copy's cost to the
+    next in-place request; the copy rows carry it.
+    """
     rng = np.random.default_rng(0)
     with SessionClient(socket_path, timeout=30) as session:
         leases = {}
@@ -67,32 +93,62 @@ def measure(socket_path: Path, rounds: int, warmup: int) -> dict[tuple[str, str]
             frame = leases[name].frame(h, w, 3)
             frame[:] = rng.integers(0, 256, frame.shape, dtype=np.uint8)
             sources[name] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-            samples[(name, "in-place")] = []
-            samples[(name, "copied-in")] = []
-            samples[(name, "copied-warm")] = []
-        clock = time.perf_counter
-        for index in range(warmup + rounds):
-            for name in SIZES:
-                lease = leases[name]
-                started = clock()
-                session.submit(lease)
-                in_place = clock() - started
-                started = clock()
-                np.copyto(lease.array, sources[name])  # the copy a caller without a frame pays
-                session.submit(lease)
-                copied = clock() - started
-                source = sources[name]
+        samples = _in_place(session, leases, rounds, warmup, reference)
+        samples.update(_copied(session, leases, sources, rounds, warmup))
+        for lease in leases.values():
+            session.release(lease)
+    return samples
+
+
+def _in_place(
+    session: SessionClient, leases: dict[str, Any], rounds: int, warmup: int, reference: IceoryxClient | None
+) -> dict[tuple[str, str], list[float]]:
+    """In-place round trips, and the reference's in blocks of ``BLOCK`` rounds taking turns with them: each
+    runs its own loop, as it would in use, and both see the same minutes of the machine."""
+    samples: dict[tuple[str, str], list[float]] = {(name, "in-place"): [] for name in SIZES}
+
+    def shmbridge_round(name: str, h: int, w: int) -> None:
+        session.submit(leases[name])
+
+    loops = [("in-place", shmbridge_round)]
+    if reference is not None:
+        samples.update({(name, REFERENCE): [] for name in SIZES})
+        loops.append((REFERENCE, lambda name, h, w: reference.round_trip(h, w)))
+    clock = time.perf_counter
+    for first in range(0, warmup + rounds, BLOCK):
+        for path, round_trip in loops:
+            for index in range(first, min(first + BLOCK, warmup + rounds)):
+                for name, (h, w) in SIZES.items():
+                    started = clock()
+                    round_trip(name, h, w)
+                    elapsed = clock() - started
+                    if index >= warmup:
+                        samples[(name, path)].append(elapsed)
+    return samples
+
+
+def _copied(
+    session: SessionClient, leases: dict[str, Any], sources: dict[str, np.ndarray], rounds: int, warmup: int
+) -> dict[tuple[str, str], list[float]]:
+    samples: dict[tuple[str, str], list[float]] = {(name, path): [] for name in SIZES for path in COPIED}
+    clock = time.perf_counter
+    for index in range(warmup + rounds):
+        for name in SIZES:
+            lease, source = leases[name], sources[name]
+            timings = []
+            started = clock()
+            np.copyto(lease.array, source)  # the copy a caller without a frame pays
+            session.submit(lease)
+            timings.append(clock() - started)
+            for _warm, _hot in ((True, False), (True, True)):
                 source.max()  # the caller just produced this frame: it is in the caches
                 started = clock()
                 np.copyto(lease.array, source)
                 session.submit(lease)
-                copied_warm = clock() - started
-                if index >= warmup:
-                    samples[(name, "in-place")].append(in_place)
-                    samples[(name, "copied-in")].append(copied)
-                    samples[(name, "copied-warm")].append(copied_warm)
-        for lease in leases.values():
-            session.release(lease)
+                timings.append(clock() - started)
+            if index >= warmup:
+                for path, seconds in zip(COPIED, timings, strict=True):
+                    samples[(name, path)].append(seconds)
     return samples
 
 
@@ -104,18 +160,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--low-latency", action="store_true", help="start the service with --low-latency (idle CPUs poll while busy)"
     )
+    parser.add_argument(
+        "--no-reference", action="store_true", help="leave out the iceoryx2 row (it runs when iceoryx2 is installed)"
+    )
     args = parser.parse_args(argv)
     if args.socket and args.low_latency:
         parser.error("--low-latency applies to the service it starts itself; start the running one with it")
+    missing = "left out (--no-reference)" if args.no_reference else unavailable_reason()
     with contextlib.ExitStack() as stack:
         handle = None if args.socket else stack.enter_context(own_service(low_latency=args.low_latency))
         socket_path = args.socket or Path(handle.socket_path)  # type: ignore[union-attr]
-        samples = measure(socket_path, args.rounds, args.warmup)
+        reference = None
+        if missing is None:
+            height, width = SIZES["3840x2160"]
+            target, _pid = stack.enter_context(iceoryx_helper(height * width * 3))
+            reference = IceoryxClient(target)
+            stack.callback(reference.close)
+        samples = measure(socket_path, args.rounds, args.warmup, reference)
     print(f"shmbridge round trip, null engine, {args.rounds} rounds after {args.warmup} warm-up, "
           f"pid {os.getpid()}, {os.cpu_count()} CPUs, {mode_line(handle)}")  # fmt: skip
+    if missing is not None:
+        print(f"no {REFERENCE} reference row: {missing}")
     print(f"{'frame':>10} {'path':>11} {'p50 µs':>9} {'p99 µs':>9}")
-    for (name, path), values in samples.items():
-        print(f"{name:>10} {path:>11} {percentile(values, 0.5) * 1e6:9.1f} {percentile(values, 0.99) * 1e6:9.1f}")
+    for name in SIZES:
+        for path in (*IN_PLACE, REFERENCE, *COPIED):
+            if values := samples.get((name, path)):
+                p50, p99 = percentile(values, 0.5) * 1e6, percentile(values, 0.99) * 1e6
+                print(f"{name:>10} {path:>11} {p50:9.1f} {p99:9.1f}")
+    for name in SIZES:
+        if (name, REFERENCE) in samples:
+            ratio = percentile(samples[(name, "in-place")], 0.5) / percentile(samples[(name, REFERENCE)], 0.5)
+            print(f"{name}: in-place p50 is {ratio:.2f}x the {REFERENCE} p50 of the same rounds")
     return 0
 
 
