@@ -2,8 +2,9 @@
 
 Starts its own service (null engine, sampled checksum, sessions only) unless ``--socket`` names one, then
 times, per frame size, a request whose pixels were written in place in a slot (zero-copy) and one whose
-pixels are copied in from an ordinary numpy array. Sizes are interleaved round by round so drift in the
-machine's speed hits every cell alike. Prints p50 and p99 in microseconds.
+pixels are copied in from an ordinary numpy array: first every in-place round, then every copying one.
+Within each phase sizes are interleaved round by round so drift in the machine's speed hits every cell
+alike. Prints p50 and p99 in microseconds.
 
 The copy is timed three times, because at 1080p and above it costs what the memory system costs, and
 that depends on where the bytes are:
@@ -15,10 +16,11 @@ that depends on where the bytes are:
 - ``copied-hot``: the same, straight after ``copied-warm``, so the slot still holds the previous
   frame's lines, as in a stream of frames of one size sent back to back.
 
-With iceoryx2 installed (the ``bench`` extra) every round also times an ``iceoryx2`` row: the peer
-zero-copy middleware's loan, send, wait and receive of the same frame (``iceoryx.py``), against the same
-machine in the same minute. It is the floor that ``in-place`` is read against: this VM's speed moves by
-2x within minutes, and the two rows move together.
+With iceoryx2 installed (the ``bench`` extra) an ``iceoryx2`` row is timed too: the peer zero-copy
+middleware's loan, send, wait and receive of the same frame sizes (``iceoryx.py``), in blocks of
+``BLOCK`` rounds taking turns with the in-place blocks, so both see the same minutes of the machine. It
+is the floor that ``in-place`` is read against: this VM's speed moves by 2x within minutes, and the
+two rows move together.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-IN_PLACE = ("in-place",)
+IN_PLACE = "in-place"
 COPIED = ("copied-in", "copied-warm", "copied-hot")
 REFERENCE = "iceoryx2"
 BLOCK = 50  # rounds one in-place loop runs before the reference's takes its turn
@@ -107,12 +109,12 @@ def _in_place(
     runs its own loop, as it would in use, and both see the same minutes of the machine. The first round
     of each block is not kept: it pays for the switch from the other loop (its interpreter state out of
     the caches), which neither pays in use and which would otherwise be 2 % of the 64×64 samples."""
-    samples: dict[tuple[str, str], list[float]] = {(name, "in-place"): [] for name in SIZES}
+    samples: dict[tuple[str, str], list[float]] = {(name, IN_PLACE): [] for name in SIZES}
 
     def shmbridge_round(name: str, h: int, w: int) -> None:
         session.submit(leases[name])
 
-    loops = [("in-place", shmbridge_round)]
+    loops = [(IN_PLACE, shmbridge_round)]
     if reference is not None:
         samples.update({(name, REFERENCE): [] for name in SIZES})
         loops.append((REFERENCE, lambda name, h, w: reference.round_trip(h, w)))
@@ -142,7 +144,7 @@ def _copied(
             np.copyto(lease.array, source)  # the copy a caller without a frame pays
             session.submit(lease)
             timings.append(clock() - started)
-            for _warm, _hot in ((True, False), (True, True)):
+            for _warm_then_hot in COPIED[1:]:
                 source.max()  # the caller just produced this frame: it is in the caches
                 started = clock()
                 np.copyto(lease.array, source)
@@ -185,14 +187,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no {REFERENCE} reference row: {missing}")
     print(f"{'frame':>10} {'path':>11} {'p50 µs':>9} {'p99 µs':>9}")
     for name in SIZES:
-        for path in (*IN_PLACE, REFERENCE, *COPIED):
+        for path in (IN_PLACE, REFERENCE, *COPIED):
             if values := samples.get((name, path)):
                 p50, p99 = percentile(values, 0.5) * 1e6, percentile(values, 0.99) * 1e6
                 print(f"{name:>10} {path:>11} {p50:9.1f} {p99:9.1f}")
     for name in SIZES:
         if (name, REFERENCE) in samples:
-            ratio = percentile(samples[(name, "in-place")], 0.5) / percentile(samples[(name, REFERENCE)], 0.5)
-            print(f"{name}: in-place p50 is {ratio:.2f}x the {REFERENCE} p50 of the same rounds")
+            ratio = percentile(samples[(name, IN_PLACE)], 0.5) / percentile(samples[(name, REFERENCE)], 0.5)
+            print(f"{name}: {IN_PLACE} p50 is {ratio:.2f}x the {REFERENCE} p50 of the same rounds")
     return 0
 
 
