@@ -77,3 +77,11 @@ def test_low_latency_against_a_running_service_is_refused() -> None:
         timeout=60,
     )
     assert done.returncode == 2 and "--low-latency" in done.stderr
+
+
+@pytest.mark.parametrize("flags", [("--rounds", "0"), ("--warmup", "-1")])
+def test_rounds_and_warmup_out_of_range_are_refused(flags: tuple[str, str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "shmbridge.bench.roundtrip", *flags], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and "--rounds must be at least 1" in done.stderr

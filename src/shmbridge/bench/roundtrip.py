@@ -10,17 +10,21 @@ The copy is timed three times, because at 1080p and above it costs what the memo
 that depends on where the bytes are:
 
 - ``copied-in``: the source and the slot were both pushed out of the caches by the other sizes' copies
-  of the same round (a 4K round moves 50 MB, more than this machine's 32 MB L3): the worst case;
+  since this size's last one (a 4K copy moves 48 MB, more than this machine's 32 MB L3): the worst case;
 - ``copied-warm``: the source was just read in full, as a frame a caller has just captured or rendered
-  is; the slot is still cold;
+  is; the slot was pushed out by the other sizes' copies since this size's ``copied-in``;
 - ``copied-hot``: the same, straight after ``copied-warm``, so the slot still holds the previous
-  frame's lines, as in a stream of frames of one size sent back to back.
+  frame's lines, as in a stream of frames of one size sent back to back. Only where source and slot
+  fit in the caches together: at 4K (48 MB) it is as cold as the others.
 
-With iceoryx2 installed (the ``bench`` extra) an ``iceoryx2`` row is timed too: the peer zero-copy
-middleware's loan, send, wait and receive of the same frame sizes (``iceoryx.py``), in blocks of
-``BLOCK`` rounds taking turns with the in-place blocks, so both see the same minutes of the machine. It
-is the floor that ``in-place`` is read against: this VM's speed moves by 2x within minutes, and the
-two rows move together.
+With iceoryx2 installed (the ``bench`` extra, Linux only) an ``iceoryx2`` row is timed too: the peer
+zero-copy middleware's loan, send, wait and receive of the same frame sizes (``iceoryx.py``), in blocks
+of ``BLOCK`` rounds taking turns with the in-place blocks, so both see the same minutes of the machine.
+It is the floor that ``in-place`` is read against: this VM's speed moves by 2x within minutes, and the
+two rows move together. Each block starts with one untimed round (see ``_in_place``). With
+``--low-latency`` the service's request stays held through the reference's blocks (they last
+milliseconds, the hold 0.25 s), so the reference runs with idle CPUs polling too: the same machine
+state for both. ``--no-reference``leaves the row out.
 """
 
 from __future__ import annotations
@@ -95,10 +99,12 @@ def measure(
             frame = leases[name].frame(h, w, 3)
             frame[:] = rng.integers(0, 256, frame.shape, dtype=np.uint8)
             sources[name] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        samples = _in_place(session, leases, rounds, warmup, reference)
-        samples.update(_copied(session, leases, sources, rounds, warmup))
-        for lease in leases.values():
-            session.release(lease)
+        try:
+            samples = _in_place(session, leases, rounds, warmup, reference)
+            samples.update(_copied(session, leases, sources, rounds, warmup))
+        finally:
+            for lease in leases.values():
+                session.release(lease)
     return samples
 
 
@@ -106,9 +112,9 @@ def _in_place(
     session: SessionClient, leases: dict[str, Any], rounds: int, warmup: int, reference: IceoryxClient | None
 ) -> dict[tuple[str, str], list[float]]:
     """In-place round trips, and the reference's in blocks of ``BLOCK`` rounds taking turns with them: each
-    runs its own loop, as it would in use, and both see the same minutes of the machine. The first round
-    of each block is not kept: it pays for the switch from the other loop (its interpreter state out of
-    the caches), which neither pays in use and which would otherwise be 2 % of the 64×64 samples."""
+    runs its own loop, as it would in use, and both see the same minutes of the machine. With the
+    reference, each block starts with one extra round that is not timed: it pays for the switch from the
+    other loop (its interpreter state out of the caches), which neither pays in use."""
     samples: dict[tuple[str, str], list[float]] = {(name, IN_PLACE): [] for name in SIZES}
 
     def shmbridge_round(name: str, h: int, w: int) -> None:
@@ -121,12 +127,15 @@ def _in_place(
     clock = time.perf_counter
     for first in range(0, warmup + rounds, BLOCK):
         for path, round_trip in loops:
+            if len(loops) > 1:
+                for name, (h, w) in SIZES.items():
+                    round_trip(name, h, w)
             for index in range(first, min(first + BLOCK, warmup + rounds)):
                 for name, (h, w) in SIZES.items():
                     started = clock()
                     round_trip(name, h, w)
                     elapsed = clock() - started
-                    if index >= warmup and (index > first or len(loops) == 1):
+                    if index >= warmup:
                         samples[(name, path)].append(elapsed)
     return samples
 
@@ -134,25 +143,30 @@ def _in_place(
 def _copied(
     session: SessionClient, leases: dict[str, Any], sources: dict[str, np.ndarray], rounds: int, warmup: int
 ) -> dict[tuple[str, str], list[float]]:
+    """Each round makes two passes over the sizes: ``copied-in`` for every size, then ``copied-warm``
+    and straight after it ``copied-hot`` for every size. So between a size's ``copied-in`` and its
+    ``copied-warm`` the other sizes' copies ran (at least 24 MB at 4K, plus 12 MB of 1080p), which
+    pushes that size's slot out of the caches again while its source is read back in just before."""
     samples: dict[tuple[str, str], list[float]] = {(name, path): [] for name in SIZES for path in COPIED}
     clock = time.perf_counter
+
+    def copy_and_submit(name: str) -> float:
+        started = clock()
+        np.copyto(leases[name].array, sources[name])
+        session.submit(leases[name])
+        return clock() - started
+
     for index in range(warmup + rounds):
+        timings: dict[tuple[str, str], float] = {}
         for name in SIZES:
-            lease, source = leases[name], sources[name]
-            timings = []
-            started = clock()
-            np.copyto(lease.array, source)  # the copy a caller without a frame pays
-            session.submit(lease)
-            timings.append(clock() - started)
-            for _warm_then_hot in COPIED[1:]:
-                source.max()  # the caller just produced this frame: it is in the caches
-                started = clock()
-                np.copyto(lease.array, source)
-                session.submit(lease)
-                timings.append(clock() - started)
-            if index >= warmup:
-                for path, seconds in zip(COPIED, timings, strict=True):
-                    samples[(name, path)].append(seconds)
+            timings[(name, "copied-in")] = copy_and_submit(name)  # the copy a caller without a frame pays
+        for name in SIZES:
+            for path in ("copied-warm", "copied-hot"):
+                sources[name].max()  # the caller just produced this frame: it is in the caches
+                timings[(name, path)] = copy_and_submit(name)
+        if index >= warmup:
+            for key, seconds in timings.items():
+                samples[key].append(seconds)
     return samples
 
 
@@ -168,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         "--no-reference", action="store_true", help="leave out the iceoryx2 row (it runs when iceoryx2 is installed)"
     )
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.warmup < 0:
+        parser.error("--rounds must be at least 1 and --warmup at least 0")
     if args.socket and args.low_latency:
         parser.error("--low-latency applies to the service it starts itself; start the running one with it")
     missing = "left out (--no-reference)" if args.no_reference else unavailable_reason()
