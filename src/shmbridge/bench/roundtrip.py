@@ -2,9 +2,10 @@
 
 Starts its own service (null engine, sampled checksum, sessions only) unless ``--socket`` names one, then
 times, per frame size, a request whose pixels were written in place in a slot (zero-copy) and one whose
-pixels are copied in from an ordinary numpy array: first every in-place round, then every copying one.
-Within each phase sizes are interleaved round by round so drift in the machine's speed hits every cell
-alike. Prints p50 and p99 in microseconds.
+pixels are copied in from an ordinary numpy array, in three phases: in place, copies between other
+sizes' copies, a stream of copies of one size. Within each phase the sizes take turns (round by round,
+or block by block) so drift in the machine's speed hits every cell alike. Prints p50 and p99 in
+microseconds.
 
 The copy is timed three times, because at 1080p and above it costs what the memory system costs, and
 that depends on where the bytes are:
@@ -13,9 +14,9 @@ that depends on where the bytes are:
   since this size's last one (a 4K copy moves 48 MB, more than this machine's 32 MB L3): the worst case;
 - ``copied-warm``: the source was just read in full, as a frame a caller has just captured or rendered
   is; the slot was pushed out by the other sizes' copies since this size's ``copied-in``;
-- ``copied-hot``: the same, straight after ``copied-warm``, so the slot still holds the previous
-  frame's lines, as in a stream of frames of one size sent back to back. Only where source and slot
-  fit in the caches together: at 4K (48 MB) it is as cold as the others.
+- ``copied-hot``: a stream of frames of one size sent back to back, each just produced, into the slot
+  the previous one used (timed in a phase of its own, in blocks per size). Only where source and slot
+  fit in the caches together is it hot: at 4K (48 MB) it is as cold as the others.
 
 With iceoryx2 installed (the ``bench`` extra, Linux only) an ``iceoryx2`` row is timed too: the peer
 zero-copy middleware's loan, send, wait and receive of the same frame sizes (``iceoryx.py``), in blocks
@@ -85,8 +86,8 @@ def measure(
 ) -> dict[tuple[str, str], list[float]]:
     """Per (size, path), the round trips of the ``rounds`` rounds after ``warmup``, in seconds.
 
-    Two phases, each with the sizes interleaved round by round: first the in-place round trips (and the
-    reference's, in turns with them), then the copies. A 6-24 MB copy between two in-place requests
+    Three phases: the in-place round trips (and the reference's, in turns with them), the copies
+    between other sizes' copies, the streams of copies. A 6-24 MB copy between two in-place requests
     pushes both processes' interpreter state out of the caches and would charge the copy's cost to the
     next in-place request; the copy rows carry it.
     """
@@ -102,6 +103,7 @@ def measure(
         try:
             samples = _in_place(session, leases, rounds, warmup, reference)
             samples.update(_copied(session, leases, sources, rounds, warmup))
+            samples.update(_streamed(session, leases, sources, rounds, warmup))
         finally:
             for lease in leases.values():
                 session.release(lease)
@@ -143,31 +145,49 @@ def _in_place(
 def _copied(
     session: SessionClient, leases: dict[str, Any], sources: dict[str, np.ndarray], rounds: int, warmup: int
 ) -> dict[tuple[str, str], list[float]]:
-    """Each round makes two passes over the sizes: ``copied-in`` for every size, then ``copied-warm``
-    and straight after it ``copied-hot`` for every size. So between a size's ``copied-in`` and its
-    ``copied-warm`` the other sizes' copies ran (at least 24 MB at 4K, plus 12 MB of 1080p), which
-    pushes that size's slot out of the caches again while its source is read back in just before."""
-    samples: dict[tuple[str, str], list[float]] = {(name, path): [] for name in SIZES for path in COPIED}
-    clock = time.perf_counter
-
-    def copy_and_submit(name: str) -> float:
-        started = clock()
-        np.copyto(leases[name].array, sources[name])
-        session.submit(leases[name])
-        return clock() - started
-
+    """``copied-in`` and ``copied-warm``: each round makes two passes over the sizes, ``copied-in`` for
+    every size, then ``copied-warm`` for every size. So between a size's ``copied-in`` and its
+    ``copied-warm`` the other sizes' copies ran (at least 24 MB at 4K, plus 6 MB of 1080p), which pushes
+    that size's slot out of the caches again while its source is read back in just before."""
+    samples: dict[tuple[str, str], list[float]] = {(name, path): [] for name in SIZES for path in COPIED[:2]}
     for index in range(warmup + rounds):
         timings: dict[tuple[str, str], float] = {}
+        for name in SIZES:  # the copy a caller without a frame pays
+            timings[(name, "copied-in")] = _copy_and_submit(session, leases[name], sources[name])
         for name in SIZES:
-            timings[(name, "copied-in")] = copy_and_submit(name)  # the copy a caller without a frame pays
-        for name in SIZES:
-            for path in ("copied-warm", "copied-hot"):
-                sources[name].max()  # the caller just produced this frame: it is in the caches
-                timings[(name, path)] = copy_and_submit(name)
+            sources[name].max()  # the caller just produced this frame: it is in the caches
+            timings[(name, "copied-warm")] = _copy_and_submit(session, leases[name], sources[name])
         if index >= warmup:
             for key, seconds in timings.items():
                 samples[key].append(seconds)
     return samples
+
+
+def _streamed(
+    session: SessionClient, leases: dict[str, Any], sources: dict[str, np.ndarray], rounds: int, warmup: int
+) -> dict[tuple[str, str], list[float]]:
+    """``copied-hot``: a stream of frames of one size, each just produced, into the slot the previous
+    one used, in blocks of ``BLOCK`` frames per size taking turns; each block starts with one untimed
+    frame, since the other sizes' block has just pushed this one's slot and source out of the caches."""
+    samples: dict[tuple[str, str], list[float]] = {(name, "copied-hot"): [] for name in SIZES}
+    for first in range(0, warmup + rounds, BLOCK):
+        for name in SIZES:
+            lease, source = leases[name], sources[name]
+            _copy_and_submit(session, lease, source)
+            for index in range(first, min(first + BLOCK, warmup + rounds)):
+                source.max()  # the caller just produced this frame: it is in the caches
+                seconds = _copy_and_submit(session, lease, source)
+                if index >= warmup:
+                    samples[(name, "copied-hot")].append(seconds)
+    return samples
+
+
+def _copy_and_submit(session: SessionClient, lease: Any, source: np.ndarray) -> float:
+    """Seconds to copy ``source`` into the lease's slot and have the service answer for it."""
+    started = time.perf_counter()
+    np.copyto(lease.array, source)
+    session.submit(lease)
+    return time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:
