@@ -20,13 +20,14 @@ PATHS = ("in-place", "copied-in", "copied-warm", "copied-hot")
 ROW = re.compile(r"^\s*(\S+)\s+(\S+)\s+([\d.]+)\s+([\d.]+)$")
 
 
-def _roundtrip(*flags: str) -> list[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "shmbridge.bench.roundtrip", "--rounds", "20", "--warmup", "5", *flags],
-        capture_output=True,
-        text=True,
-        timeout=180,
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shmbridge.bench.roundtrip", *args], capture_output=True, text=True, timeout=180
     )
+
+
+def _roundtrip(*flags: str) -> list[str]:
+    done = _run("--rounds", "20", "--warmup", "5", *flags)
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 
@@ -70,18 +71,11 @@ def test_the_low_latency_run_says_the_service_had_the_mode_on() -> None:
 
 
 def test_low_latency_against_a_running_service_is_refused() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "shmbridge.bench.roundtrip", "--socket", "/nonexistent.sock", "--low-latency"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _run("--socket", "/nonexistent.sock", "--low-latency")
     assert done.returncode == 2 and "--low-latency" in done.stderr
 
 
 @pytest.mark.parametrize("flags", [("--rounds", "0"), ("--warmup", "-1")])
 def test_rounds_and_warmup_out_of_range_are_refused(flags: tuple[str, str]) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "shmbridge.bench.roundtrip", *flags], capture_output=True, text=True, timeout=60
-    )
+    done = _run(*flags)
     assert done.returncode == 2 and "--rounds must be at least 1" in done.stderr

@@ -125,14 +125,15 @@ def low_latency_active(report: dict[str, Any]) -> bool:
 
 def low_latency_line(report: dict[str, Any]) -> str:
     """Whether the measured service held idle CPUs polling (``--low-latency``), since it moves every figure."""
-    status = low_latency_status(report) or {}
+    reported = low_latency_status(report)
+    status = reported or {}
     described = {
         "unknown": "unknown (no HTTP address to ask)",
         "off": "off (the default: idle CPUs halt between requests)",
         "unavailable": f"asked for but unavailable ({status.get('reason')})",
         "on": f"on (idle CPUs poll while sessions are busy, for {status.get('hold_s')} s after the last request)",
     }
-    return f"Service low-latency mode: {described[low_latency_mode(low_latency_status(report))]}"
+    return f"Service low-latency mode: {described[low_latency_mode(reported)]}"
 
 
 # -- terminal ------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ With iceoryx2 installed (the ``bench`` extra, Linux only) an ``iceoryx2`` row is
 zero-copy middleware's loan, send, wait and receive of the same frame sizes (``iceoryx.py``), in blocks
 of ``BLOCK`` rounds taking turns with the in-place blocks, so both see the same minutes of the machine.
 It is the floor that ``in-place`` is read against: this VM's speed moves by 2x within minutes, and the
-two rows move together. Each block starts with one untimed round (see ``_in_place``). With
+two rows move together. Each block starts with one untimed round (see ``_in_turns``). With
 ``--low-latency`` the service's request stays held through the reference's blocks (they last
 milliseconds, the hold 0.25 s), so the reference runs with idle CPUs polling too: the same machine
 state for both. ``--no-reference``leaves the row out.
@@ -35,7 +35,7 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +78,15 @@ def percentile(values: list[float], q: float) -> float:
 IN_PLACE = "in-place"
 COPIED = ("copied-in", "copied-warm", "copied-hot")
 REFERENCE = "iceoryx2"
-BLOCK = 50  # rounds one in-place loop runs before the reference's takes its turn
+BLOCK = 50  # rounds one loop runs before the next one takes its turn (in place vs reference, stream sizes)
+
+#: Per (size, path), the timed round trips in seconds.
+Samples = dict[tuple[str, str], list[float]]
+#: One round of one loop: what it timed, per (size, path).
+Round = Callable[[], list[tuple[tuple[str, str], float]]]
 
 
-def measure(
-    socket_path: Path, rounds: int, warmup: int, reference: IceoryxClient | None = None
-) -> dict[tuple[str, str], list[float]]:
+def measure(socket_path: Path, rounds: int, warmup: int, reference: IceoryxClient | None = None) -> Samples:
     """Per (size, path), the round trips of the ``rounds`` rounds after ``warmup``, in seconds.
 
     Three phases: the in-place round trips (and the reference's, in turns with them), the copies
@@ -112,44 +115,28 @@ def measure(
 
 def _in_place(
     session: SessionClient, leases: dict[str, Any], rounds: int, warmup: int, reference: IceoryxClient | None
-) -> dict[tuple[str, str], list[float]]:
+) -> Samples:
     """In-place round trips, and the reference's in blocks of ``BLOCK`` rounds taking turns with them: each
-    runs its own loop, as it would in use, and both see the same minutes of the machine. With the
-    reference, each block starts with one extra round that is not timed: it pays for the switch from the
-    other loop (its interpreter state out of the caches), which neither pays in use."""
-    samples: dict[tuple[str, str], list[float]] = {(name, IN_PLACE): [] for name in SIZES}
+    runs its own loop, as it would in use, and both see the same minutes of the machine."""
 
-    def shmbridge_round(name: str, h: int, w: int) -> None:
-        session.submit(leases[name])
+    def shmbridge_round() -> list[tuple[tuple[str, str], float]]:
+        return [((name, IN_PLACE), _timed(session.submit, leases[name])) for name in SIZES]
 
-    loops = [(IN_PLACE, shmbridge_round)]
+    turns: list[Round] = [shmbridge_round]
     if reference is not None:
-        samples.update({(name, REFERENCE): [] for name in SIZES})
-        loops.append((REFERENCE, lambda name, h, w: reference.round_trip(h, w)))
-    clock = time.perf_counter
-    for first in range(0, warmup + rounds, BLOCK):
-        for path, round_trip in loops:
-            if len(loops) > 1:
-                for name, (h, w) in SIZES.items():
-                    round_trip(name, h, w)
-            for index in range(first, min(first + BLOCK, warmup + rounds)):
-                for name, (h, w) in SIZES.items():
-                    started = clock()
-                    round_trip(name, h, w)
-                    elapsed = clock() - started
-                    if index >= warmup:
-                        samples[(name, path)].append(elapsed)
-    return samples
+        round_trip = reference.round_trip
+        turns.append(lambda: [((name, REFERENCE), _timed(round_trip, h, w)) for name, (h, w) in SIZES.items()])
+    return _in_turns(turns, rounds, warmup)
 
 
 def _copied(
     session: SessionClient, leases: dict[str, Any], sources: dict[str, np.ndarray], rounds: int, warmup: int
-) -> dict[tuple[str, str], list[float]]:
+) -> Samples:
     """``copied-in`` and ``copied-warm``: each round makes two passes over the sizes, ``copied-in`` for
     every size, then ``copied-warm`` for every size. So between a size's ``copied-in`` and its
     ``copied-warm`` the other sizes' copies ran (at least 24 MB at 4K, plus 6 MB of 1080p), which pushes
     that size's slot out of the caches again while its source is read back in just before."""
-    samples: dict[tuple[str, str], list[float]] = {(name, path): [] for name in SIZES for path in COPIED[:2]}
+    samples: Samples = {(name, path): [] for name in SIZES for path in COPIED[:2]}
     for index in range(warmup + rounds):
         timings: dict[tuple[str, str], float] = {}
         for name in SIZES:  # the copy a caller without a frame pays
@@ -165,28 +152,48 @@ def _copied(
 
 def _streamed(
     session: SessionClient, leases: dict[str, Any], sources: dict[str, np.ndarray], rounds: int, warmup: int
-) -> dict[tuple[str, str], list[float]]:
+) -> Samples:
     """``copied-hot``: a stream of frames of one size, each just produced, into the slot the previous
-    one used, in blocks of ``BLOCK`` frames per size taking turns; each block starts with one untimed
-    frame, since the other sizes' block has just pushed this one's slot and source out of the caches."""
-    samples: dict[tuple[str, str], list[float]] = {(name, "copied-hot"): [] for name in SIZES}
+    one used, in blocks of ``BLOCK`` frames per size taking turns."""
+
+    def stream_of(name: str) -> Round:
+        def one_frame() -> list[tuple[tuple[str, str], float]]:
+            sources[name].max()  # the caller just produced this frame: it is in the caches
+            return [((name, "copied-hot"), _copy_and_submit(session, leases[name], sources[name]))]
+
+        return one_frame
+
+    return _in_turns([stream_of(name) for name in SIZES], rounds, warmup)
+
+
+def _in_turns(turns: list[Round], rounds: int, warmup: int) -> Samples:
+    """Run each turn's rounds in blocks of ``BLOCK``, the turns taking their blocks in order, and keep
+    what the rounds after ``warmup`` timed. With more than one turn, each block starts with one extra
+    round that is not timed: it pays for the switch from the other turn (this one's state out of the
+    caches), which a loop in use does not pay."""
+    samples: Samples = {}
     for first in range(0, warmup + rounds, BLOCK):
-        for name in SIZES:
-            lease, source = leases[name], sources[name]
-            _copy_and_submit(session, lease, source)
+        for one_round in turns:
+            if len(turns) > 1:
+                one_round()
             for index in range(first, min(first + BLOCK, warmup + rounds)):
-                source.max()  # the caller just produced this frame: it is in the caches
-                seconds = _copy_and_submit(session, lease, source)
-                if index >= warmup:
-                    samples[(name, "copied-hot")].append(seconds)
+                timings = one_round()
+                for key, seconds in timings:
+                    bucket = samples.setdefault(key, [])
+                    if index >= warmup:
+                        bucket.append(seconds)
     return samples
 
 
 def _copy_and_submit(session: SessionClient, lease: Any, source: np.ndarray) -> float:
     """Seconds to copy ``source`` into the lease's slot and have the service answer for it."""
+    return _timed(lambda: (np.copyto(lease.array, source), session.submit(lease)))
+
+
+def _timed(call: Callable[..., object], *args: Any) -> float:
+    """Seconds ``call(*args)`` took."""
     started = time.perf_counter()
-    np.copyto(lease.array, source)
-    session.submit(lease)
+    call(*args)
     return time.perf_counter() - started
 
 
