@@ -46,6 +46,14 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--max-pixels", type=int, help="largest frame in pixels (width x height)")
     serve.add_argument("--max-regions-per-client", type=int, help="HTTP shared-memory regions one client may hold")
     serve.add_argument("--max-region-bytes", type=int, help="bytes over all HTTP shared-memory regions")
+    serve.add_argument("--max-regions", type=int, help="HTTP shared-memory regions over all clients")
+    serve.add_argument("--max-segments-per-session", type=int, help="shared-memory segments one session may hold")
+    serve.add_argument("--max-pending-connections", type=int,
+                       help="socket connections before HELLO; beyond it the oldest is shed")  # fmt: skip
+    serve.add_argument("--http-body-bytes", type=int, help="bytes of HTTP bodies held at once over all requests")
+    serve.add_argument("--decode-timeout", type=float, help="seconds one encoded image may take to decode")
+    serve.add_argument("--metrics-auth", action="store_true", default=None,
+                       help="require the bearer token (SHMBRIDGE_API_TOKEN) on /metrics too")  # fmt: skip
     serve.add_argument("--max-in-flight", type=int)
     serve.add_argument("--queue-size", type=int)
     serve.add_argument("--request-timeout", type=float)

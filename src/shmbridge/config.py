@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from .engines import ENGINES, default_engine_name
@@ -61,6 +61,33 @@ class ServiceConfig(BaseSettings):
     max_control_frame: int = Field(default=1 * MiB, ge=4096)
     max_regions_per_client: int = Field(default=16, ge=1)
     max_region_bytes: int = Field(default=512 * MiB, ge=4096)
+    max_regions: int = Field(
+        default=256, ge=1, description="HTTP shared-memory regions over all clients (each holds one fd)"
+    )
+    max_segments_per_session: int = Field(
+        default=64, ge=1, le=4096, description="shared-memory segments one session may hold (each holds one fd)"
+    )
+    max_pending_connections: int = Field(
+        default=64,
+        ge=1,
+        description="socket connections that have not finished their HELLO; beyond it the oldest is shed",
+    )
+    http_body_bytes: int = Field(
+        default=512 * MiB,
+        ge=MiB,
+        description="bytes of HTTP request bodies held at once over all requests; beyond it 503 + Retry-After",
+    )
+    decode_timeout: float = Field(
+        default=5.0, gt=0, description="seconds one encoded image may take to decode before a 413 answers it"
+    )
+
+    # Authentication of the HTTP door (the socket door checks peer uid/gid instead).
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="bearer token every HTTP request must carry, except /health* (and /metrics unless "
+        "metrics_auth); set it with SHMBRIDGE_API_TOKEN or the config file, not on the command line",
+    )
+    metrics_auth: bool = Field(default=False, description="require the bearer token on /metrics too")
 
     # Admission and time
     max_in_flight: int = Field(default=0, ge=0, description="0 means engine_workers")

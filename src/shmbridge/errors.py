@@ -18,8 +18,11 @@ the OS, httpx and engines are translated at the boundary.
     │   ├── SessionLimitExceeded  too many sessions
     │   ├── MemoryLimitExceeded   bytes per session or in total
     │   ├── FrameTooLarge         pixels or bytes of one frame
+    │   ├── SegmentLimitExceeded  segments per session
+    │   ├── DescriptorLimitExceeded  the service's file-descriptor budget is spent
     │   └── Busy                  admission queue full; carries ``retry_after``
     ├── PeerRejected              the peer's uid/gid is not allowed
+    ├── Unauthorized              HTTP without the bearer token the service requires (HTTP 401)
     ├── AccessDenied              the service may not read a file it was pointed at (HTTP 403)
     └── EngineError               the OCR engine failed
         ├── EngineUnavailable     the engine cannot start here (missing extra, model, platform)
@@ -58,8 +61,11 @@ class ErrorCode(enum.IntEnum):
     MEMORY_LIMIT = 31
     IMAGE_TOO_LARGE = 32
     BUSY = 33
+    SEGMENT_LIMIT = 34
+    DESCRIPTOR_LIMIT = 35
     PEER_REJECTED = 40
     ACCESS_DENIED = 41
+    UNAUTHORIZED = 42
     ENGINE_FAILED = 50
     ENGINE_UNAVAILABLE = 51
     ENGINE_TIMEOUT = 52
@@ -155,6 +161,16 @@ class FrameTooLarge(LimitExceeded):
     http_status = 413
 
 
+class SegmentLimitExceeded(LimitExceeded):
+    code = ErrorCode.SEGMENT_LIMIT
+    http_status = 413
+
+
+class DescriptorLimitExceeded(LimitExceeded):
+    code = ErrorCode.DESCRIPTOR_LIMIT
+    http_status = 503
+
+
 class Busy(LimitExceeded):
     code = ErrorCode.BUSY
     http_status = 503
@@ -175,6 +191,11 @@ class PeerRejected(ShmBridgeError):
 class AccessDenied(ShmBridgeError):
     code = ErrorCode.ACCESS_DENIED
     http_status = 403
+
+
+class Unauthorized(ShmBridgeError):
+    code = ErrorCode.UNAUTHORIZED
+    http_status = 401
 
 
 class EngineError(ShmBridgeError):
@@ -207,8 +228,11 @@ for _cls in (
     SessionLimitExceeded,
     MemoryLimitExceeded,
     FrameTooLarge,
+    SegmentLimitExceeded,
+    DescriptorLimitExceeded,
     Busy,
     PeerRejected,
+    Unauthorized,
     EngineError,
     EngineUnavailable,
     EngineTimeout,

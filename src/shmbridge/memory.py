@@ -18,8 +18,12 @@ Rules this module keeps:
   pages are allocated, so a client can never shrink it under the service (no SIGBUS) or reseal it. On
   macOS it is ``shm_open`` followed at once by ``shm_unlink`` (no seals exist there; its size is fixed once
   set).
-- The service maps segments read-only; the client maps them read-write. ``MAP_POPULATE`` pre-faults the
-  page tables once, at creation, not on the first frame.
+- The service maps segments read-only; the client maps them read-write. The page tables are filled once,
+  at creation, not on the first frame, by ``madvise(MADV_POPULATE_READ/WRITE)`` called through ``ctypes``,
+  which lets go of the GIL: ``mmap.mmap(..., MAP_POPULATE)`` faults the pages in while holding it, which
+  froze every other session for as long (ARCHITECTURE.md, decision 1x).
+- A mapped segment costs one fd: CPython's ``mmap`` keeps a duplicate of the fd it maps, so the service
+  drops its own (``drop_fd``) once the client has it, and a client closes the one it received at once.
 - ``close`` and ``detach`` are separate: ``Segment.close`` unmaps and closes the fd; the kernel frees the
   pages when the last process lets go. Class-level defaults let ``close`` run on half-built objects.
 - Limits are checked before any memory is created; breaking one raises ``MemoryLimitExceeded`` or
@@ -28,15 +32,17 @@ Rules this module keeps:
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import sys
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-from .errors import ErrorCode, InvalidRequest, MemoryLimitExceeded, SessionLimitExceeded
+from .errors import ErrorCode, InvalidRequest, MemoryLimitExceeded, SegmentLimitExceeded, SessionLimitExceeded
 
 PAGE = mmap.PAGESIZE
 _IS_LINUX = sys.platform.startswith("linux")
@@ -44,10 +50,21 @@ _MIN_CLASS = 64 * 1024
 #: Largest number a wire field may carry; anything larger is rejected before arithmetic.
 _MAX_FIELD = 1 << 48
 
+#: ``ALLOC`` may ask for at most this many slots in one segment (0 asks for the service's default).
+MAX_SLOTS_PER_SEGMENT = 256
+
 if _IS_LINUX:
     import fcntl
 
     _SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
+    # Linux >= 5.14; older kernels answer EINVAL and the pages are faulted in on first use instead.
+    _MADV_POPULATE_READ = 22
+    _MADV_POPULATE_WRITE = 23
+    # A ctypes call into libc releases the GIL for its duration (unlike ``mmap.madvise``).
+    _libc = ctypes.CDLL(None, use_errno=True)
+    _madvise = _libc.madvise
+    _madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    _madvise.restype = ctypes.c_int
 
 
 def size_class(nbytes: int) -> int:
@@ -97,9 +114,17 @@ def _create_fd(name: str, size: int) -> int:
 
 
 def _map(fd: int, size: int, writable: bool) -> mmap.mmap:
-    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    flags = mmap.MAP_SHARED
+    if not _IS_LINUX:  # no MADV_POPULATE_* there: pre-fault the page tables while mapping
+        flags |= getattr(mmap, "MAP_POPULATE", 0)
     prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
     return mmap.mmap(fd, size, flags=flags, prot=prot)
+
+
+def _populate(address: int, size: int, writable: bool) -> None:
+    """Fill the page tables of a fresh mapping without holding the GIL (Linux); best effort."""
+    if _IS_LINUX and size:
+        _madvise(address, size, _MADV_POPULATE_WRITE if writable else _MADV_POPULATE_READ)
 
 
 def seals_of(fd: int) -> int:
@@ -128,8 +153,16 @@ class Segment:
         self.fd = fd
         self._mmap = _map(fd, self.nbytes, writable)
         self._buffer = np.frombuffer(self._mmap, dtype=np.uint8)
+        _populate(self._buffer.ctypes.data, self.nbytes, writable)
         if not writable:
             self._buffer.flags.writeable = False
+
+    def drop_fd(self) -> None:
+        """Close this side's fd and keep only the mapping (whose own duplicate the ``mmap`` object holds):
+        one fd per segment. The service calls it once the fd has been passed to the client."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     @classmethod
     def create(cls, segment_id: int, slot_size: int, slot_count: int) -> Segment:
@@ -143,12 +176,15 @@ class Segment:
 
     @classmethod
     def attach(cls, segment_id: int, fd: int, slot_size: int, slot_count: int) -> Segment:
-        """Client side: map a segment received over the socket, read-write. Takes ownership of ``fd``."""
+        """Client side: map a segment received over the socket, read-write. Takes ownership of ``fd``
+        (closed once mapped: the mapping keeps its own duplicate)."""
         try:
-            return cls(segment_id, fd, slot_size, slot_count, writable=True)
+            segment = cls(segment_id, fd, slot_size, slot_count, writable=True)
         except BaseException:
             os.close(fd)
             raise
+        segment.drop_fd()
+        return segment
 
     def slot_buffer(self, slot: int) -> np.ndarray:
         """The whole slot as a flat uint8 array (writable only on the client side)."""
@@ -263,18 +299,46 @@ class _SlotState:
     lent: set[int]
 
 
+class DescriptorCounter(Protocol):
+    """What a session's memory needs of the service's fd budget (``service.fd_budget.FdBudget``)."""
+
+    def take(self, what: str, count: int = 1) -> None: ...
+
+    def give(self, count: int = 1) -> None: ...
+
+
+class _Unbudgeted:
+    """No fd budget (unit tests, the client side): every descriptor is granted."""
+
+    def take(self, what: str, count: int = 1) -> None:
+        pass
+
+    def give(self, count: int = 1) -> None:
+        pass
+
+
 class SessionMemory:
-    """Service side: the segments of one session, which slots are lent, and the session's byte limit.
+    """Service side: the segments of one session, which slots are lent, and the session's byte, segment
+    and descriptor limits (each segment holds one fd of the service's budget until it is closed).
 
     Its session thread allocates and lends; slots come back from that thread or from the loop (blocking
     engines). Each of those steps is one atomic set or dict operation under the GIL, and readers on other
     threads (metrics) take a snapshot, so no lock is needed.
     """
 
-    def __init__(self, budget: MemoryBudget, session_bytes: int, max_frame_bytes: int) -> None:
+    def __init__(
+        self,
+        budget: MemoryBudget,
+        session_bytes: int,
+        max_frame_bytes: int,
+        max_segments: int = 64,
+        fds: DescriptorCounter | None = None,
+    ) -> None:
         self.budget = budget
         self.session_bytes = session_bytes
         self.max_frame_bytes = max_frame_bytes
+        self.max_segments = max_segments
+        self.fds: DescriptorCounter = fds or _Unbudgeted()
         self.segments: dict[int, Segment] = {}
         self._lent: dict[int, set[int]] = {}
         self.used_bytes = 0
@@ -288,8 +352,10 @@ class SessionMemory:
                                  code=ErrorCode.BAD_DIMENSIONS)  # fmt: skip
         if frame_bytes > self.max_frame_bytes:
             raise MemoryLimitExceeded(f"a {frame_bytes}-byte frame exceeds the {self.max_frame_bytes}-byte frame limit")
+        if isinstance(slot_count, bool) or not isinstance(slot_count, int) or not 1 <= slot_count <= MAX_SLOTS_PER_SEGMENT:
+            raise InvalidRequest(f"a segment holds 1 to {MAX_SLOTS_PER_SEGMENT} slots, not {slot_count!r}",
+                                 code=ErrorCode.BAD_DIMENSIONS)  # fmt: skip
         slot_size = size_class(frame_bytes)
-        slot_count = max(1, slot_count)
         nbytes = slot_size * slot_count
         if self.used_bytes + nbytes > self.session_bytes:
             # Fewer slots is better than none: shrink the count before refusing.
@@ -300,11 +366,21 @@ class SessionMemory:
                     f"bytes ({self.used_bytes} in use)"
                 )
             nbytes = slot_size * slot_count
-        self.budget.reserve(nbytes)
+        if len(self.segments) >= self.max_segments:
+            raise SegmentLimitExceeded(
+                f"this session already holds {len(self.segments)} segments (the limit); reuse their slots"
+            )
+        self.fds.take("segment")
+        try:
+            self.budget.reserve(nbytes)
+        except BaseException:
+            self.fds.give()
+            raise
         try:
             segment = Segment.create(self._next_id, slot_size, slot_count)
         except BaseException:
             self.budget.release(nbytes)
+            self.fds.give()
             raise
         self.segments[segment.id] = segment
         self._lent[segment.id] = set()
@@ -341,6 +417,7 @@ class SessionMemory:
         """Unmap every segment and return the bytes to the budget. Call only when no view is alive."""
         for segment in self.segments.values():
             segment.close()
+        self.fds.give(len(self.segments))
         self.budget.release(self.used_bytes)
         self.used_bytes = 0
         self.segments.clear()

@@ -172,6 +172,7 @@ _TYPE_OF: dict[type, FrameType] = {
     Error: FrameType.ERROR,
     Bye: FrameType.BYE,
 }
+_EVENT_OF: dict[FrameType, type] = {frame_type: event for event, frame_type in _TYPE_OF.items()}
 
 
 # -- encoding ----------------------------------------------------------------------------------
@@ -424,22 +425,30 @@ class ServerConnection:
         frame = self.decoder.next_frame()
         if frame is None:
             return None
+        allowed = CLIENT_MAY_SEND[self.state]
+        # One rule for a frame the client may not send here: the type decides, before its body is read, so
+        # a malformed WELCOME ends the session exactly like a valid one. Unknown types stay per-request errors.
+        known = _FRAME_TYPES.get(frame.frame_type)
+        if known is not None and _EVENT_OF[known] not in allowed:
+            raise self._unexpected(_EVENT_OF[known].__name__)
         try:
             event = decode_event(frame)
         except ProtocolError as exc:
             if self.state is State.READY:
                 exc.request_id = frame.request_id  # the frame was read whole: the session survives
             raise
-        allowed = CLIENT_MAY_SEND[self.state]
         if type(event) not in allowed:
-            raise ProtocolError(
-                f"{type(event).__name__} is not allowed in state {self.state.value}"
-                + (" (send HELLO first)" if self.state is State.AWAIT_HELLO else ""),
-                code=ErrorCode.UNEXPECTED_FRAME,
-            )
+            raise self._unexpected(type(event).__name__)
         if isinstance(event, Bye):
             self.state = State.CLOSED
         return event
+
+    def _unexpected(self, name: str) -> ProtocolError:
+        return ProtocolError(
+            f"{name} is not allowed in state {self.state.value}"
+            + (" (send HELLO first)" if self.state is State.AWAIT_HELLO else ""),
+            code=ErrorCode.UNEXPECTED_FRAME,
+        )
 
     def welcomed(self) -> None:
         """Call after sending WELCOME: requests may flow from now on."""

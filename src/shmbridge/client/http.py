@@ -13,6 +13,7 @@ working on it. No httpx exception escapes: each becomes the ``errors`` type that
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,8 @@ from .base import OcrCall, RetryPolicy, Timeouts, retry_after_seconds
 from .inputs import http_body
 
 OCR_PATH = "/api/v1/ocr"
+#: The bearer token a service may require (``Authorization: Bearer``); the service reads the same variable.
+TOKEN_ENV = "SHMBRIDGE_API_TOKEN"
 INFO_PATH = "/api/v1/bridge/info"
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
@@ -163,6 +166,15 @@ def _limits() -> httpx.Limits:
 # -- the transports -------------------------------------------------------------------------------------
 
 
+def default_headers() -> dict[str, str]:
+    """Headers of every request: the user agent, and the bearer token when ``SHMBRIDGE_API_TOKEN`` is set."""
+    headers = {"User-Agent": USER_AGENT}
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
 class HttpTransport:
     """Blocking HTTP: one pooled ``httpx.Client``, thread-safe."""
 
@@ -173,7 +185,7 @@ class HttpTransport:
         self.timeouts = timeouts
         self.retry = retry
         self._client = httpx.Client(base_url=url, timeout=_httpx_timeout(timeouts, timeouts.request),
-                                    limits=_limits(), headers={"User-Agent": USER_AGENT},
+                                    limits=_limits(), headers=default_headers(),
                                     transport=transport)  # fmt: skip
 
     def handle(self, call: OcrCall) -> OcrResult:
@@ -221,7 +233,7 @@ class AsyncHttpTransport:
         self.timeouts = timeouts
         self.retry = retry
         self._client = httpx.AsyncClient(base_url=url, timeout=_httpx_timeout(timeouts, timeouts.request),
-                                         limits=_limits(), headers={"User-Agent": USER_AGENT},
+                                         limits=_limits(), headers=default_headers(),
                                          transport=transport)  # fmt: skip
 
     async def handle(self, call: OcrCall) -> OcrResult:

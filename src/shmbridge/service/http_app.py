@@ -22,7 +22,10 @@ from starlette.responses import JSONResponse, Response
 
 from .. import protocol
 from ..memory import MemoryBudget
+from .body_budget import BodyBudget, BodyBudgetMiddleware
 from .core import ServiceCore
+from .fd_budget import FdBudget
+from .http_auth import BearerTokenMiddleware
 from .http_context import DecodeGate, HttpContext
 from .http_docs import install_docs
 from .http_errors import BodyLimitMiddleware, install_error_handlers
@@ -38,18 +41,31 @@ from .wakeups import OFF_STATUS, mode_status
 SMALL_BODY = 1 << 20
 
 
-def _version() -> str:
+def _read_version() -> str:
     try:
         return metadata.version("shmbridge")
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "0+unknown"
 
 
-def create_app(core: ServiceCore, sessions: SessionServer | None, budget: MemoryBudget) -> FastAPI:
+#: Read once: the metadata lookup opens files, and /health must answer when no fd is left to open one.
+_VERSION = _read_version()
+
+
+def _version() -> str:
+    return _VERSION
+
+
+def create_app(
+    core: ServiceCore, sessions: SessionServer | None, budget: MemoryBudget, fds: FdBudget | None = None
+) -> FastAPI:
     """The FastAPI app for one service; ``sessions`` is ``None`` when session mode is off."""
     config = core.config
-    regions = RegionRegistry(config.region_dir, config.max_regions_per_client, config.max_region_bytes)
-    gate = DecodeGate(max(2, config.in_flight_limit), config.queue_size, config.request_timeout, config.retry_after)
+    regions = RegionRegistry(
+        config.region_dir, config.max_regions_per_client, config.max_region_bytes, config.max_regions, fds
+    )
+    gate = DecodeGate(max(2, config.in_flight_limit), config.queue_size, config.request_timeout, config.retry_after,
+                      config.decode_timeout)  # fmt: skip
     ctx = HttpContext(core, sessions, budget, regions, gate)
     core.metrics.region_bytes_mapped.set_function(lambda: regions.status()["bytes_mapped"])  # read at scrape
     app = FastAPI(
@@ -70,12 +86,18 @@ def create_app(core: ServiceCore, sessions: SessionServer | None, budget: Memory
             return ctx.json_body_limit
         return SMALL_BODY
 
+    # The last added runs first: the token, then the per-route limits, then the shared body budget.
+    app.add_middleware(BodyBudgetMiddleware, budget=BodyBudget(config.http_body_bytes, config.retry_after))
     app.add_middleware(
         BodyLimitMiddleware,
         limit_for=limit_for,
         json_paths=LEGACY_JSON_PATHS,
         body_timeout=config.request_timeout,
     )
+    if config.api_token is not None:
+        app.add_middleware(
+            BearerTokenMiddleware, token=config.api_token.get_secret_value(), protect_metrics=config.metrics_auth
+        )
     install_error_handlers(app)
     app.include_router(legacy_router(ctx))
     app.include_router(fast_router(ctx))

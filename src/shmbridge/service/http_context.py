@@ -40,14 +40,20 @@ class DecodeGate:
     """At most ``permits`` decodes run at once (in worker threads); at most ``queue_size`` wait.
 
     Decoding happens before the core's admission, so without this gate a burst of large PNGs would
-    decode all at once. Beyond the queue a caller gets ``Busy``, exactly as from the core.
+    decode all at once. Beyond the queue a caller gets ``Busy``, exactly as from the core. A decode that
+    takes longer than ``decode_timeout`` is answered at once with 413 (the image is too costly to read);
+    a thread cannot be stopped, so it keeps its permit until it really returns, and hostile images can
+    hold at most ``permits`` threads.
     """
 
-    def __init__(self, permits: int, queue_size: int, timeout: float, retry_after: float) -> None:
+    def __init__(
+        self, permits: int, queue_size: int, timeout: float, retry_after: float, decode_timeout: float = 5.0
+    ) -> None:
         self._semaphore = asyncio.Semaphore(permits)
         self._queue_size = queue_size
         self._timeout = timeout
         self._retry_after = retry_after
+        self._decode_timeout = decode_timeout
         self._waiting = 0
 
     async def run(self, work: Callable[[], T]) -> T:
@@ -64,9 +70,23 @@ class DecodeGate:
         else:
             await self._semaphore.acquire()
         try:
-            return await asyncio.to_thread(work)
-        finally:
+            job = asyncio.ensure_future(asyncio.to_thread(work))
+        except BaseException:
             self._semaphore.release()
+            raise
+        job.add_done_callback(self._job_done)  # the permit goes back when the thread does
+        try:
+            return await asyncio.wait_for(asyncio.shield(job), self._decode_timeout)
+        except TimeoutError:
+            raise FrameTooLarge(
+                f"the image took more than {self._decode_timeout:g} s to decode; send a simpler one "
+                "(one frame, fewer pixels) or raw pixels"
+            ) from None
+
+    def _job_done(self, job: asyncio.Future[object]) -> None:
+        self._semaphore.release()
+        if not job.cancelled():
+            job.exception()  # retrieved: a late failure after a timeout is not "never retrieved"
 
 
 @dataclass
@@ -160,35 +180,31 @@ def client_of(request: Request) -> str:
 
 
 async def read_body(request: Request, limit: int) -> bytes | bytearray:
-    """The whole body, at most ``limit`` bytes, copied once from the socket buffers.
+    """The whole body, at most ``limit`` bytes, in one buffer that grows as the bytes arrive.
 
-    With a ``Content-Length`` the bytes land in one preallocated buffer (no list of chunks to join);
-    the limit was already enforced on the header by the body-limit middleware, and is checked again here.
+    Nothing is allocated on a ``Content-Length`` alone: a client that announces 128 MiB and stalls holds
+    what it sent, and the bytes held over all requests are bounded by the body budget
+    (``body_budget``). The limit was already enforced on the header by the body-limit middleware, and is
+    checked again here.
     """
     declared = request.headers.get("content-length")
-    if declared is None:
-        chunks: list[bytes] = []
-        total = 0
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                raise FrameTooLarge(f"the body exceeds {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-    try:
-        length = int(declared)
-    except ValueError:
-        raise InvalidRequest(f"bad Content-Length {declared!r}") from None
-    if length > limit:
-        raise FrameTooLarge(f"a {length}-byte body exceeds the limit of {limit} bytes")
-    buffer = bytearray(length)
-    position = 0
+    length: int | None = None
+    if declared is not None:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise InvalidRequest(f"bad Content-Length {declared!r}") from None
+        if length > limit:
+            raise FrameTooLarge(f"a {length}-byte body exceeds the limit of {limit} bytes")
+    buffer = bytearray()
     async for chunk in request.stream():
-        end = position + len(chunk)
-        if end > length:
+        buffer += chunk  # grows geometrically: amortised, no list of chunks to join at the end
+        if length is not None and len(buffer) > length:
             raise InvalidRequest("the body is longer than its Content-Length")
-        buffer[position:end] = chunk
-        position = end
-    if position != length:
-        raise InvalidRequest(f"the body ended after {position} of {length} bytes", code=ErrorCode.SHAPE_MISMATCH)
+        if len(buffer) > limit:
+            raise FrameTooLarge(f"the body exceeds {limit} bytes")
+    if length is not None and len(buffer) != length:
+        raise InvalidRequest(
+            f"the body ended after {len(buffer)} of {length} bytes", code=ErrorCode.SHAPE_MISMATCH
+        )
     return buffer

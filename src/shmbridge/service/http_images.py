@@ -7,7 +7,9 @@ CPU) and hand the array to ``ServiceCore.process``. Rules kept here:
 - an encoded image's size is checked from its header, before a single pixel is decoded, so a small file
   that expands to gigabytes (a decompression bomb) is refused with 413;
 - only the formats in ``ALLOWED_FORMATS`` are ever parsed; every other input is a typed 4xx error, so
-  nothing a client sends makes this module raise anything but ``ShmBridgeError``.
+  nothing a client sends makes this module raise anything but ``ShmBridgeError``;
+- only the first frame of a multi-frame image is read, and the frames are never counted; the wall time a
+  decode may take is bounded by its caller (``http_context.DecodeGate``, ``decode_timeout``).
 
 Pillow keeps decoded pixels in its own memory; ``np.asarray`` takes them out with one copy, the only one
 on this path (there is no way to decode into a caller's buffer).
@@ -132,9 +134,10 @@ def _pixels(image: Image.Image, check_size: SizeCheck) -> Decoded:
         target, fmt = "RGB", PixelFormat.RGB
     check_size(height, width, fmt.channels)  # before decoding: refuse bombs while they are still small
     notes: list[str] = []
-    frames = getattr(image, "n_frames", 1)
-    if frames > 1:
-        notes.append(f"the {image.format} image has {frames} frames; only the first was read")
+    # Never ``n_frames``: it walks every frame (a TIFF's chain of 100k IFDs took 47 s). ``is_animated``
+    # looks one frame ahead at most.
+    if getattr(image, "is_animated", False):
+        notes.append(f"the {image.format} image has more than one frame; only the first was read")
     image.load()
     if mode in _SIXTEEN_BIT:
         pixels = (np.asarray(image).astype(np.uint16, copy=False) >> 8).astype(np.uint8)

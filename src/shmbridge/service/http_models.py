@@ -211,9 +211,12 @@ class LegacyTextResponse(BaseModel):
 class RegionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(max_length=256, description="A file name inside the service's region directory.")
-    offset: int = Field(default=0, ge=0, lt=MAX_FIELD)
-    byte_size: int | None = Field(default=None, gt=0, lt=MAX_FIELD, description="Default: to the end of the file.")
+    # Strict: "0" and true are not offsets.
+    name: str = Field(max_length=256, strict=True, description="A file name inside the service's region directory.")
+    offset: int = Field(default=0, ge=0, lt=MAX_FIELD, strict=True)
+    byte_size: int | None = Field(
+        default=None, gt=0, lt=MAX_FIELD, strict=True, description="Default: to the end of the file."
+    )
 
 
 class RegionInfo(BaseModel):
@@ -245,13 +248,15 @@ class ShmOcrRequest(OptionFields):
 
     model_config = ConfigDict(extra="forbid")
 
-    region: str = Field(max_length=256)
-    offset: int = Field(default=0, ge=0, lt=MAX_FIELD)
-    height: int = Field(gt=0, lt=MAX_FIELD)
-    width: int = Field(gt=0, lt=MAX_FIELD)
+    region: str = Field(max_length=256, strict=True)
+    offset: int = Field(default=0, ge=0, lt=MAX_FIELD, strict=True)
+    height: int = Field(gt=0, lt=MAX_FIELD, strict=True)
+    width: int = Field(gt=0, lt=MAX_FIELD, strict=True)
     channels: Literal[1, 3, 4] | None = Field(default=None, description="Default: from pixel_format, else 3.")
     pixel_format: PixelFormat | None = Field(default=None, description="Default: gray, rgb or rgba by channels.")
-    pitch: int | None = Field(default=None, gt=0, lt=MAX_FIELD, description="Row stride in bytes; default packed.")
+    pitch: int | None = Field(
+        default=None, gt=0, lt=MAX_FIELD, strict=True, description="Row stride in bytes; default packed."
+    )
     dtype: Literal["uint8"] = "uint8"
     request_id: str | None = Field(default=None, max_length=128)
 

@@ -1,14 +1,16 @@
 """HTTP-controlled shared memory: register files as regions, OCR pixels inside them, and report status.
 
 For clients that cannot pass file descriptors (Node.js, shells). The registry (``regions.py``) does the
-opening, checking and mapping; this module only translates HTTP to it and hands a read-only, zero-copy
-view to ``ServiceCore.process`` (mode ``shm_region``) with ``on_release`` dropping the region's reference,
-so unregistering a region in use waits for its requests. Session mode is safer (sealed memory); see
-``regions.py`` for the truncation caveat.
+opening, checking and reading; this module only translates HTTP to it and hands a read-only copy of the
+pixels (read with ``pread``, counted in ``bytes_copied``: a mapping of a file its client can truncate
+could kill the service with SIGBUS) to ``ServiceCore.process`` (mode ``shm_region``) with ``on_release``
+dropping the region's reference, so unregistering a region in use waits for its requests. Session mode
+is the zero-copy one (sealed memory).
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -28,6 +30,8 @@ from .http_models import (
 from .regions import check_name
 
 MODE = "shm_region"
+#: Reads of more bytes than this run in a worker thread, so the loop does not wait for them.
+_INLINE_READ = 1 << 20
 
 
 def shmem_router(ctx: HttpContext) -> APIRouter:
@@ -71,7 +75,11 @@ def shmem_router(ctx: HttpContext) -> APIRouter:
             ctx.observe_error(MODE, exc)
             raise
         try:
-            view = registry.view(region, body.offset, body.height, body.width, channels, body.pitch)
+            args = (region, body.offset, body.height, body.width, channels, body.pitch)
+            if body.height * (body.pitch or body.width * channels) > _INLINE_READ:
+                view = await asyncio.to_thread(registry.view, *args)
+            else:
+                view = registry.view(*args)
         except BaseException as exc:
             registry.release(region)
             if isinstance(exc, ShmBridgeError):
@@ -79,10 +87,16 @@ def shmem_router(ctx: HttpContext) -> APIRouter:
             raise
         try:
             return await ctx.core.process(
-                view, fmt, options, mode=MODE, request_id=rid, on_release=lambda: registry.release(region)
+                view,
+                fmt,
+                options,
+                mode=MODE,
+                request_id=rid,
+                copied_bytes=view.nbytes,
+                on_release=lambda: registry.release(region),
             )
         finally:
-            del view  # the last reference to the mapping's buffer from this request
+            del view  # the request's copy of the pixels
 
     @router.get("/api/v1/shmem/status", summary="Sessions, slots, bytes mapped and regions")
     async def shmem_status() -> dict[str, Any]:

@@ -3,8 +3,8 @@
 A client (Node.js, a shell script) creates a file in the configured ``region_dir`` (tmpfs such as
 ``/dev/shm/<dir>`` is best), writes pixels into it, and registers ``{name, offset, byte_size}``; OCR requests
 then name the region and an offset inside it, like Triton's system shared-memory extension. This module
-owns the registry: opening, checking, mapping read-only, reference counting and unmapping. It knows
-nothing of HTTP (the routes live in ``http_shmem``).
+owns the registry: opening, checking, reading, reference counting and closing. It knows nothing of HTTP
+(the routes live in ``http_shmem``).
 
 Rules it keeps:
 
@@ -13,25 +13,23 @@ Rules it keeps:
   file directly inside the directory, never a symlink, a FIFO (O_NONBLOCK: opening one cannot hang the
   loop) or a device;
 - ``offset`` and ``byte_size`` are each below 2**48 and ``offset + byte_size`` must lie inside the file as
-  ``fstat`` reports it; limits (regions per client, bytes over all regions) are checked before mapping;
-- the mapping is ``PROT_READ`` and every pixel view is a read-only numpy view of it: zero copy;
-- unregistering while a request uses the region takes the name away at once but unmaps only when the
-  last request has released it (reference count), so an engine thread never reads unmapped memory.
-
-What it cannot prevent: a client with write access to its own file may truncate it while the engine reads
-it, and reading past the end of a shrunk file raises SIGBUS in the service. ``view`` re-checks the size
-right before each request, which closes all but a short window. Clients that can pass fds should use
-session mode, whose memfd segments are sealed against shrinking.
+  ``fstat`` reports it; limits (regions per client, regions and bytes over all clients, the service's fd
+  budget: one fd per region) are checked before the file is opened;
+- a region file is never mapped: ``view`` reads the request's pixels with ``pread`` into a buffer the
+  service owns (one copy, counted in ``bytes_copied``). A client may truncate its own file at any moment,
+  and a mapping read past the new end raises SIGBUS and kills the service; a read only comes back short,
+  which is a typed error (ARCHITECTURE.md, decision 1x). Clients that want zero copy use session mode,
+  whose memfd segments are sealed against shrinking;
+- unregistering while a request uses the region takes the name away at once but closes the fd only when
+  the last request has released it (reference count).
 
 Lock order: ``RegionRegistry._lock`` is a leaf lock; nothing else is taken while it is held.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
-import mmap
 import os
 import re
 import stat
@@ -44,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import AccessDenied, AlreadyExists, ErrorCode, InvalidRequest, MemoryLimitExceeded, NotFound
-from ..memory import check_image_bounds
+from ..memory import DescriptorCounter, check_image_bounds
 
 log = logging.getLogger("shmbridge.regions")
 
@@ -58,7 +56,7 @@ _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 @dataclass(eq=False)
 class Region:
-    """One registered, read-only mapped file. ``users`` counts requests that hold a view of it."""
+    """One registered file, open read-only. ``users`` counts requests that are using it."""
 
     name: str
     client: str
@@ -66,9 +64,6 @@ class Region:
     byte_size: int
     file_size: int
     fd: int
-    mapping: mmap.mmap | None
-    #: Where ``offset`` lies inside ``mapping`` (mmap offsets must be page aligned).
-    base: int
     registered_at: float = field(default_factory=time.time)
     users: int = 0
     closing: bool = False
@@ -96,7 +91,7 @@ def check_name(name: str) -> str:
     return name
 
 
-def _check_field(label: str, value: int) -> None:
+def _check_field(label: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_FIELD:
         raise InvalidRequest(f"{label} {value!r} is out of range (0 <= {label} < 2**48)", code=ErrorCode.OUT_OF_BOUNDS)
 
@@ -108,10 +103,19 @@ class RegionRegistry:
     pixels); everything else is called from the event loop.
     """
 
-    def __init__(self, directory: Path | None, max_per_client: int, max_total_bytes: int) -> None:
+    def __init__(
+        self,
+        directory: Path | None,
+        max_per_client: int,
+        max_total_bytes: int,
+        max_regions: int = 256,
+        fds: DescriptorCounter | None = None,
+    ) -> None:
         self.directory = directory
         self.max_per_client = max_per_client
         self.max_total_bytes = max_total_bytes
+        self.max_regions = max_regions
+        self.fds = fds
         self._regions: dict[str, Region] = {}
         self._closing: set[Region] = set()
         self._mapped_bytes = 0
@@ -145,29 +149,30 @@ class RegionRegistry:
                 raise InvalidRequest("byte_size must be positive", code=ErrorCode.BAD_DIMENSIONS)
         with self._lock:  # cheap checks first: no file is opened for a request that cannot succeed
             self._check_admission(name, client, byte_size or 0)
-        fd = self._open(name)
+        if self.fds is not None:
+            self.fds.take("region")
+        try:
+            fd = self._open(name)
+        except BaseException:
+            self._give_fd()
+            raise
         try:
             file_size = os.fstat(fd).st_size
             size = file_size - offset if byte_size is None else byte_size
-            if size <= 0 or offset + size > file_size:
+            if offset >= file_size or offset + size > file_size:
+                wanted = "the rest of the file" if byte_size is None else f"byte_size {byte_size}"
                 raise InvalidRequest(
-                    f"region {name!r}: offset {offset} + byte_size {size} does not fit in its {file_size}-byte file",
+                    f"region {name!r}: offset {offset} + {wanted} does not fit in its {file_size}-byte file",
                     code=ErrorCode.OUT_OF_BOUNDS,
                 )
-            base_offset = offset - offset % mmap.ALLOCATIONGRANULARITY
             with self._lock:
                 self._check_admission(name, client, size)
-                try:
-                    mapping = mmap.mmap(
-                        fd, offset + size - base_offset, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ, offset=base_offset
-                    )
-                except (OSError, ValueError) as exc:
-                    raise InvalidRequest(f"cannot map region {name!r}: {exc}") from None
-                region = Region(name, client, offset, size, file_size, fd, mapping, offset - base_offset)
+                region = Region(name, client, offset, size, file_size, fd)
                 self._regions[name] = region
                 self._mapped_bytes += size
         except BaseException:
             os.close(fd)
+            self._give_fd()
             raise
         log.info("region %s registered by %s: %d bytes at offset %d", name, client, size, offset)
         return region
@@ -176,6 +181,10 @@ class RegionRegistry:
         """Caller holds ``_lock``."""
         if name in self._regions:
             raise AlreadyExists(f"region {name!r} is already registered; unregister it first")
+        # The global count does not depend on the client's name (a header it chooses), so changing the
+        # name on each request cannot get around it.
+        if len(self._regions) + len(self._closing) >= self.max_regions:
+            raise MemoryLimitExceeded(f"the service already holds {self.max_regions} regions (the limit)")
         held = sum(1 for region in self._regions.values() if region.client == client)
         if held >= self.max_per_client:
             raise MemoryLimitExceeded(f"client {client} already holds {held} regions (the limit)")
@@ -217,7 +226,7 @@ class RegionRegistry:
             if deferred:
                 self._closing.add(region)
             else:
-                self._unmap(region)
+                self._close_region(region)
         log.info("region %s unregistered%s", name, " (unmapped when its requests finish)" if deferred else "")
         return {"name": name, "unregistered": True, "deferred": deferred, "in_use": region.users}
 
@@ -239,27 +248,37 @@ class RegionRegistry:
             region.users -= 1
             if region.closing and region.users <= 0:
                 self._closing.discard(region)
-                self._unmap(region)
+                self._close_region(region)
 
     def view(
         self, region: Region, offset: int, height: int, width: int, channels: int, pitch: int | None = None
     ) -> np.ndarray:
-        """A read-only H×W(×C) uint8 view of the region's pixels at ``offset`` (relative to the region)."""
+        """A read-only H×W(×C) uint8 copy of the region's pixels at ``offset`` (relative to the region).
+
+        Read with ``pread`` into a buffer of the service's own, never through a mapping: a file its client
+        truncated meanwhile gives a short read and a typed error, where a mapping would give SIGBUS.
+        ``pread`` lets go of the GIL; callers run large reads in a worker thread."""
         row_pitch = width * channels if pitch is None else pitch
         check_image_bounds(1, region.byte_size, 0, offset, height, width, channels, row_pitch)
-        mapping = region.mapping
-        if mapping is None or region.fd < 0:
+        if region.fd < 0:
             raise NotFound(f"region {region.name!r} is closed")
-        # A shrunk file would fault (SIGBUS) on the first read past its end: check again right before.
-        current = os.fstat(region.fd).st_size
-        if current < region.offset + region.byte_size:
+        span = (height - 1) * row_pitch + width * channels
+        buffer = np.empty(height * row_pitch, dtype=np.uint8)  # whole rows, so the strides below fit
+        try:
+            got = os.preadv(region.fd, [memoryview(buffer)[:span]], region.offset + offset)
+        except OSError as exc:
+            raise InvalidRequest(f"cannot read region {region.name!r}: {exc.strerror}") from None
+        if got < span:
             raise InvalidRequest(
-                f"region {region.name!r}: its file shrank to {current} bytes; re-register it",
+                f"region {region.name!r}: its file ended after {region.offset + offset + got} bytes, "
+                f"{region.offset + offset + span} needed (it shrank); re-register it",
                 code=ErrorCode.OUT_OF_BOUNDS,
             )
         shape: tuple[int, ...] = (height, width) if channels == 1 else (height, width, channels)
         strides: tuple[int, ...] = (row_pitch, 1) if channels == 1 else (row_pitch, channels, 1)
-        return np.ndarray(shape, dtype=np.uint8, buffer=mapping, offset=region.base + offset, strides=strides)
+        view = np.ndarray(shape, dtype=np.uint8, buffer=buffer, strides=strides)
+        view.flags.writeable = False
+        return view
 
     # -- reporting and shutdown ----------------------------------------------------------------------
 
@@ -282,24 +301,24 @@ class RegionRegistry:
         return len(self._regions)
 
     def close(self) -> None:
-        """Unmap everything (service shutdown, after the engines have drained)."""
+        """Close every region (service shutdown, after the engines have drained)."""
         with self._lock:
             for region in (*self._regions.values(), *self._closing):
-                self._unmap(region)
+                self._close_region(region)
             self._regions.clear()
             self._closing.clear()
         if self._dir_fd >= 0:
             os.close(self._dir_fd)
             self._dir_fd = -1
 
-    def _unmap(self, region: Region) -> None:
-        """Caller holds ``_lock``. A view still referenced (a traceback, a slow reply) keeps the pages
-        mapped until it is garbage collected; the fd and the accounting go now."""
-        if region.mapping is not None:
-            with contextlib.suppress(BufferError):
-                region.mapping.close()
-            region.mapping = None
-            self._mapped_bytes -= region.byte_size
+    def _close_region(self, region: Region) -> None:
+        """Caller holds ``_lock``: close the region's fd and drop it from the accounting (once)."""
         if region.fd >= 0:
             os.close(region.fd)
             region.fd = -1
+            self._mapped_bytes -= region.byte_size
+            self._give_fd()
+
+    def _give_fd(self) -> None:
+        if self.fds is not None:
+            self.fds.give()

@@ -9,12 +9,16 @@ Shutdown happens in a known order, on the first SIGTERM/SIGINT:
 4. restore the original signal handlers.
 
 A second signal skips the drain. The CLI only builds a ``ServiceConfig``; everything else is here.
+
+At start it raises the soft ``RLIMIT_NOFILE`` to the hard limit and sizes the fd budget both doors share
+(``fd_budget``), and it warns when HTTP listens beyond loopback without a bearer token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import math
 import signal
@@ -25,6 +29,7 @@ from typing import Any
 from ..config import ServiceConfig
 from ..memory import MemoryBudget
 from .core import ServiceCore
+from .fd_budget import FdBudget, open_fd_count, raise_nofile_limit
 from .polling import wait_until
 from .session_server import SessionServer
 
@@ -40,6 +45,7 @@ class Server:
         self.core: ServiceCore | None = None
         self.sessions: SessionServer | None = None
         self.budget = MemoryBudget(config.total_bytes, config.max_sessions)
+        self.fds: FdBudget | None = None  # sized at start, once the limit is raised
         self._http: Any = None
         self._app: Any = None
         self._http_task: asyncio.Task[None] | None = None
@@ -70,9 +76,13 @@ class Server:
 
     async def _startup(self) -> None:
         assert self.core is not None
-        await self.core.start()
+        soft_limit = raise_nofile_limit()
+        await self.core.start()  # the engine's own files are open now, before the budget is sized
+        self.fds = FdBudget.for_process(soft_limit, open_fd_count())
+        log.info("open-file limit %d; %d descriptors for peers' sessions, segments and regions", soft_limit,
+                 self.fds.limit)  # fmt: skip
         if self.config.shm_enabled:
-            self.sessions = SessionServer(self.core, self.budget)
+            self.sessions = SessionServer(self.core, self.budget, self.fds)
             await self.sessions.start()
         if self.config.http_enabled:
             await self._start_http()
@@ -82,7 +92,8 @@ class Server:
 
         from .http_app import create_app
 
-        app = self._app = create_app(self.core, self.sessions, self.budget)
+        app = self._app = create_app(self.core, self.sessions, self.budget, self.fds)
+        warn_if_exposed(self.config.http_host, self.config.api_token is not None)
         uv_config = uvicorn.Config(
             app,
             host=self.config.http_host,
@@ -182,6 +193,25 @@ class Server:
             for sig, handler in originals.items():
                 loop.remove_signal_handler(sig)
                 signal.signal(sig, handler)
+
+
+def warn_if_exposed(host: str, has_token: bool) -> bool:
+    """Log a warning when HTTP listens beyond loopback without a bearer token; True if it did."""
+    if has_token or _is_loopback(host):
+        return False
+    log.warning("HTTP listens on %s, beyond loopback, without a bearer token: anyone who can reach the port "
+                "can run OCR and register regions; set SHMBRIDGE_API_TOKEN (docs/deployment.md, Security model)",
+                host)  # fmt: skip
+    return True
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
 
 
 try:

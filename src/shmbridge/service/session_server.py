@@ -8,6 +8,11 @@ decision 3), the selector loop's own round (epoll, handles, callbacks) cost as m
 blocking-socket ping-pong. A session's pixels never cross the socket. What this module guarantees:
 
 - the socket's directory is 0770 or stricter, and each peer's uid/gid is checked before anything else;
+- a connection must deliver its whole HELLO within ``request_timeout`` of being accepted (a deadline, not
+  an idle timeout per read), in at most ``_HELLO_BYTES``; at most ``max_pending_connections`` wait for
+  their WELCOME at once, and a new one sheds the oldest (``PendingConnections``);
+- every descriptor a peer makes the service hold (its socket, one per segment) is taken from the
+  service's ``FdBudget`` first, so a peer gets a typed error before the process runs out of fds;
 - a frame error that loses the stream ends the session with an ERROR frame and a logged reason; an error
   in one request answers that request and the session goes on;
 - on EOF (a client died or left) in-flight work is finished (or cancelled after ``drain_timeout``), then
@@ -41,6 +46,7 @@ from pydantic import ValidationError
 from .. import protocol as p
 from ..config import ServiceConfig
 from ..errors import (
+    Busy,
     ErrorCode,
     InvalidRequest,
     PeerRejected,
@@ -50,6 +56,7 @@ from ..errors import (
     ShmBridgeError,
 )
 from ..memory import MemoryBudget, SessionMemory
+from .fd_budget import FdBudget, open_fd_count, raise_nofile_limit
 from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat, Roi
 from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path, set_recv_timeout, set_send_timeout
 from .core import ServiceCore
@@ -62,15 +69,45 @@ _RECV = 64 * 1024  # control frames are small; one read takes many pipelined req
 _SESSION_WAIT = 0.2  # seconds a HELLO waits for a session that is ending to give its place back
 _OUTBOX_LIMIT = 64  # replies of blocking engines waiting to be written before a session stops reading
 _LINGER = 1.0  # seconds a refused peer may still read the reason before the socket closes
+_HELLO_BYTES = 16 * 1024  # what a connection may send before its WELCOME: a HELLO is a few dozen bytes
+
+
+class PendingConnections:
+    """Sessions that have not been welcomed yet, oldest first, at most ``limit``. Thread-safe (the loop
+    admits, session threads settle); a leaf lock."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._order: dict[Session, None] = {}  # insertion order is age
+        self._lock = threading.Lock()
+
+    def admit(self, session: Session) -> Session | None:
+        """Count ``session``; return the oldest pending one to shed when the limit was reached."""
+        with self._lock:
+            oldest = next(iter(self._order)) if len(self._order) >= self.limit else None
+            if oldest is not None:
+                del self._order[oldest]
+            self._order[session] = None
+            return oldest
+
+    def settle(self, session: Session) -> None:
+        """``session`` was welcomed or ended: it waits no more."""
+        with self._lock:
+            self._order.pop(session, None)
+
+    def __len__(self) -> int:
+        return len(self._order)
 
 
 class SessionServer:
     """Listens on ``config.socket_path`` and runs one ``Session`` per connection."""
 
-    def __init__(self, core: ServiceCore, budget: MemoryBudget | None = None) -> None:
+    def __init__(self, core: ServiceCore, budget: MemoryBudget | None = None, fds: FdBudget | None = None) -> None:
         self.core = core
         self.config: ServiceConfig = core.config
         self.budget = budget or MemoryBudget(self.config.total_bytes, self.config.max_sessions)
+        self.fds = fds or FdBudget.for_process(raise_nofile_limit(), open_fd_count())
+        self.pending = PendingConnections(self.config.max_pending_connections)
         self.sessions: set[Session] = set()
         self._listener: socket.socket | None = None
         self._accept_task: asyncio.Task[None] | None = None
@@ -119,13 +156,26 @@ class SessionServer:
                 await asyncio.sleep(0.1)
                 continue
             try:
+                self.fds.take("connection")
+            except ShmBridgeError as exc:  # refused at once, from the reserve: a thread costs more than this
+                with contextlib.suppress(OSError):
+                    conn.send(_error_frame(0, exc))
+                conn.close()
+                continue
+            try:
                 conn.setblocking(True)
                 set_send_timeout(conn, self.config.request_timeout)
-                set_recv_timeout(conn, self.config.request_timeout)  # HELLO must come in time; cleared after
-                Session(self, conn).start()
+                session = Session(self, conn)
+                session.start()
             except (OSError, RuntimeError) as exc:  # RuntimeError: no thread could be started
                 log.warning("could not start a session: %s", exc)
                 conn.close()
+                self.fds.give()
+                continue
+            oldest = self.pending.admit(session)
+            if oldest is not None:
+                oldest.shed(Busy(f"{self.pending.limit} connections are waiting for their WELCOME; the oldest "
+                                 "was shed (send HELLO at once after connecting)"))  # fmt: skip
 
     async def close(self, timeout: float) -> None:
         """Stop accepting, let sessions finish their in-flight work within ``timeout``, remove the socket."""
@@ -169,6 +219,7 @@ class SessionServer:
             "max_control_frame": c.max_control_frame,
             "max_in_flight": c.in_flight_limit,
             "request_timeout": c.request_timeout,
+            "max_segments_per_session": c.max_segments_per_session,
         }
 
     def peer_allowed(self, peer: PeerCredentials) -> bool:
@@ -192,7 +243,11 @@ class Session:
         self.sock = sock
         self.id = uuid.uuid4().hex[:12]
         self.conn = p.ServerConnection(server.config.max_control_frame)
-        self.memory = SessionMemory(server.budget, server.config.session_bytes, server.config.max_frame_bytes)
+        config = server.config
+        self.memory = SessionMemory(
+            server.budget, config.session_bytes, config.max_frame_bytes, config.max_segments_per_session, server.fds
+        )
+        self._hello_deadline = time.monotonic() + config.request_timeout  # from accept, not from the last byte
         self.metrics = self.core.metrics
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._serve, name=f"session-{self.id}", daemon=True)
@@ -208,6 +263,7 @@ class Session:
         self._closing: str | None = None
         self.finished: asyncio.Future[None] = self._loop.create_future()
         self._finishing = False
+        self._shed_reason: ShmBridgeError | None = None
 
     def start(self) -> None:
         """Called on the loop: register the session and start its thread."""
@@ -217,6 +273,17 @@ class Session:
         except BaseException:
             self.server.sessions.discard(self)
             raise
+
+    def shed(self, reason: ShmBridgeError) -> None:
+        """Called on the loop: end a connection that is still waiting for its WELCOME, telling it why.
+        Before WELCOME the service has written nothing, so this small write cannot block."""
+        if self.conn.state is not p.State.AWAIT_HELLO:  # welcomed meanwhile (it settles before WELCOME)
+            return
+        self._shed_reason = reason
+        log.info("session %s: %s: %s", self.id, reason.code.name, reason.message)
+        self._send(_error_frame(0, reason))
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
 
     # -- the session thread ------------------------------------------------------------------------
 
@@ -228,6 +295,7 @@ class Session:
             log.exception("session %s: unexpected error", self.id)
             reason = "internal error"
         finally:
+            self.server.pending.settle(self)
             self._leave_budget()
             with contextlib.suppress(RuntimeError):  # the loop is already closed: the service is gone
                 self._loop.call_soon_threadsafe(self._finish, self._closing or reason)
@@ -243,13 +311,14 @@ class Session:
                     f"(allowed uids {config.allowed_uids}, gids {config.allowed_gids})"
                 )
             )
+        ended = self._read_hello()
+        if ended is not None:
+            return ended
         recv = self.sock.recv
         touch = self.server.wakeups.touch if self.server.wakeups is not None else _busy_unnoticed
         while True:
             try:
                 data = recv(_RECV)  # an idle session waits here until data, EOF or a shutdown
-            except BlockingIOError:  # SO_RCVTIMEO, set until WELCOME: no HELLO in time
-                return self._fatal(RequestTimeout(f"no HELLO within {self.server.config.request_timeout}s"))
             except OSError as exc:
                 return f"connection lost: {exc}"
             if data:  # a frame is coming in: keep idle CPUs ready for the next (low-latency mode)
@@ -260,6 +329,39 @@ class Session:
                 return ended
             if not data:
                 return "client closed the connection"
+
+    def _read_hello(self) -> str | None:
+        """Read until WELCOME went out; return a reason when the session must end first.
+
+        The whole HELLO must arrive within ``request_timeout`` of the accept: each read waits (a kernel
+        receive timeout, ``SO_RCVTIMEO``) only for what is left of that deadline, so a peer sending one
+        byte now and then is cut off on time. It may send at most ``_HELLO_BYTES`` before its WELCOME."""
+        timeout = self.server.config.request_timeout
+        while self.conn.state is p.State.AWAIT_HELLO:
+            remaining = self._hello_deadline - time.monotonic()
+            if remaining <= 0:
+                return self._fatal(RequestTimeout(f"no whole HELLO within {timeout}s of connecting"))
+            try:
+                set_recv_timeout(self.sock, remaining)
+                data = self.sock.recv(_HELLO_BYTES)
+            except BlockingIOError:  # the deadline passed inside the read
+                return self._fatal(RequestTimeout(f"no whole HELLO within {timeout}s of connecting"))
+            except OSError as exc:
+                return f"connection lost: {exc}"
+            if self._shed_reason is not None:
+                return f"{self._shed_reason.code.name}: {self._shed_reason.message}"
+            self.conn.receive_data(data)
+            ended = self._drain_events()
+            if ended is not None:
+                return ended
+            if not data:
+                return "client closed the connection"
+            if self.conn.state is p.State.AWAIT_HELLO and self.conn.decoder.pending > _HELLO_BYTES:
+                return self._fatal(ProtocolError(f"more than {_HELLO_BYTES} bytes without a whole HELLO",
+                                                 code=ErrorCode.FRAME_TOO_LARGE))  # fmt: skip
+        with contextlib.suppress(OSError):
+            set_recv_timeout(self.sock, 0)  # from here on an idle session may stay idle
+        return None
 
     def _drain_events(self) -> str | None:
         """Handle every whole frame received; return a reason when the session must end."""
@@ -297,9 +399,9 @@ class Session:
         welcome = p.Welcome(
             event.request_id, version, self.id, limits=self.server.limits(), engine=self.core.pool.capabilities()
         )
+        self.server.pending.settle(self)  # before WELCOME goes out, so a welcomed session is never shed
         self._send(p.encode(welcome))
         self.conn.welcomed()
-        set_recv_timeout(self.sock, 0)  # from here on an idle session may stay idle
 
     def _on_alloc(self, event: p.Alloc) -> None:
         try:
@@ -309,6 +411,7 @@ class Session:
             return
         frame = p.encode(p.SegmentGranted(event.request_id, segment.id, segment.slot_size, segment.slot_count))
         self._send(frame, segment.fd)
+        segment.drop_fd()  # the client has its own now; the mapping keeps the service's: one fd per segment
 
     def _on_ocr(self, event: p.OcrRequest) -> None:
         try:
@@ -507,6 +610,8 @@ class Session:
                 self.sock.shutdown(socket.SHUT_RDWR)
             with self._send_lock:
                 self.sock.close()
+            self.server.fds.give()  # the socket's, taken at accept
+            self.server.pending.settle(self)
             self.server.sessions.discard(self)
             await self._release_memory()
             self._leave_budget()  # done by the thread already, unless it never ended
@@ -521,7 +626,9 @@ class Session:
             log.error("session %s: %d slot(s) still lent after the engine timeout; unmapping anyway", self.id, lent)
         released = self.memory.used_bytes
         try:
-            self.memory.close()
+            # munmap of a large segment takes a while (freeing its pages, if ours were the last reference);
+            # off the loop, so HTTP does not wait for it.
+            await asyncio.to_thread(self.memory.close)
         except BufferError:
             gc.collect()  # a traceback may still hold a view
             try:
