@@ -92,11 +92,13 @@ def start_service(
     shm: bool = True,
     env: dict[str, str] | None = None,
     socket_path: Path | None = None,
+    launcher: tuple[str, ...] = (),
 ) -> RunningService:
-    """Start ``shmbridge serve`` and wait until every enabled mode answers."""
+    """Start ``shmbridge serve`` and wait until every enabled mode answers. ``launcher`` goes in front of
+    the command (``("prlimit", "--nofile=256:512")``, say)."""
     socket_path = socket_path or workdir / "sock" / "ocr.sock"
     port = free_port() if http else None
-    args = [sys.executable, "-m", "shmbridge.cli", "serve", "--engine", engine, "--socket", str(socket_path)]
+    args = [*launcher, sys.executable, "-m", "shmbridge.cli", "serve", "--engine", engine, "--socket", str(socket_path)]
     args += ["--port", str(port)] if http else ["--no-http"]
     if not shm:
         args.append("--no-shm")

@@ -1,11 +1,14 @@
 """The service's file-descriptor budget: the soft ``RLIMIT_NOFILE`` raised once, and what peers may hold.
 
-Every descriptor a peer can make the service hold is taken from one ``FdBudget`` before it is created: a
-session's socket (from accept to its end), a shared-memory segment (one fd each, ``memory.Segment``) and
-a registered region (one fd each). What is left of the process limit after the descriptors open at start
-and a reserve (log files, the engine's own files, HTTP connections, a socket accepted only to be refused)
-is the budget; when it is spent a peer gets a typed ``DescriptorLimitExceeded`` instead of the process
-running into ``EMFILE``, so new sessions and ``/health`` keep working.
+Every descriptor a peer can make the service hold is taken from an ``FdBudget`` before it is created: a
+session's socket (from accept to its end) from ``Descriptors.connections``; a shared-memory segment (one
+fd each, ``memory.Segment``) and a registered region (one fd each) from ``Descriptors.memory``. What is
+left of the process limit after the descriptors open at start and a reserve (log files, the engine's own
+files, HTTP connections, a socket accepted only to be refused) is split between the two: connections get
+room for every session and pending connection the config allows (at most half), memory the rest. When a
+budget is spent a peer gets a typed ``DescriptorLimitExceeded`` instead of the process running into
+``EMFILE``; since peers that hoard segments or regions cannot spend the connections' share, new sessions
+still open, and ``/health`` keeps working.
 
 It must never create or close a descriptor itself: it only counts.
 """
@@ -16,6 +19,8 @@ import logging
 import os
 import sys
 import threading
+
+from dataclasses import dataclass
 
 from ..errors import DescriptorLimitExceeded
 
@@ -64,12 +69,6 @@ class FdBudget:
         self.used = 0
         self._lock = threading.Lock()
 
-    @classmethod
-    def for_process(cls, soft_limit: int, open_now: int) -> FdBudget:
-        """The budget left by a soft limit of ``soft_limit`` with ``open_now`` descriptors already open."""
-        reserve = max(MIN_RESERVE, int(soft_limit * RESERVE_FRACTION))
-        return cls(soft_limit - open_now - reserve)
-
     def take(self, what: str, count: int = 1) -> None:
         """Count ``count`` more descriptors for ``what``, or raise ``DescriptorLimitExceeded``."""
         with self._lock:
@@ -91,3 +90,29 @@ class FdBudget:
 
     def status(self) -> dict[str, int]:
         return {"limit": self.limit, "used": self.used}
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptors:
+    """The two budgets peers draw from: sockets of sessions (pending ones included), and segments and
+    regions."""
+
+    connections: FdBudget
+    memory: FdBudget
+
+    @classmethod
+    def for_process(cls, soft_limit: int, open_now: int, connections: int) -> Descriptors:
+        """Split what a soft limit of ``soft_limit`` leaves, with ``open_now`` descriptors already open;
+        ``connections`` is how many sockets the config allows at once (sessions and pending ones)."""
+        reserve = max(MIN_RESERVE, int(soft_limit * RESERVE_FRACTION))
+        spare = max(0, soft_limit - open_now - reserve)
+        for_connections = min(connections, spare // 2)
+        return cls(FdBudget(for_connections), FdBudget(spare - for_connections))
+
+    @classmethod
+    def measured(cls, connections: int) -> Descriptors:
+        """The split for this process now, after raising its soft limit to the hard one."""
+        return cls.for_process(raise_nofile_limit(), open_fd_count(), connections)
+
+    def status(self) -> dict[str, dict[str, int]]:
+        return {"connections": self.connections.status(), "memory": self.memory.status()}

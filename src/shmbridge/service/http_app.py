@@ -24,7 +24,7 @@ from .. import protocol
 from ..memory import MemoryBudget
 from .body_budget import BodyBudget, BodyBudgetMiddleware
 from .core import ServiceCore
-from .fd_budget import FdBudget
+from .fd_budget import Descriptors
 from .http_auth import BearerTokenMiddleware
 from .http_context import DecodeGate, HttpContext
 from .http_docs import install_docs
@@ -57,12 +57,12 @@ def _version() -> str:
 
 
 def create_app(
-    core: ServiceCore, sessions: SessionServer | None, budget: MemoryBudget, fds: FdBudget | None = None
+    core: ServiceCore, sessions: SessionServer | None, budget: MemoryBudget, fds: Descriptors | None = None
 ) -> FastAPI:
     """The FastAPI app for one service; ``sessions`` is ``None`` when session mode is off."""
     config = core.config
     regions = RegionRegistry(
-        config.region_dir, config.max_regions_per_client, config.max_region_bytes, config.max_regions, fds
+        config.region_dir, config.max_regions_per_client, config.max_region_bytes, config.max_regions, fds.memory if fds is not None else None
     )
     gate = DecodeGate(max(2, config.in_flight_limit), config.queue_size, config.request_timeout, config.retry_after,
                       config.decode_timeout)  # fmt: skip

@@ -29,6 +29,7 @@ from PIL import Image
 
 from ..errors import ErrorCode, FrameTooLarge, InvalidRequest, ShmBridgeError
 from ..models import PixelFormat
+from .image_bounds import check_frame_chain
 
 #: Pillow format names we parse. GIF is accepted too because the old service took it.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
@@ -97,6 +98,7 @@ def decode_image(data: bytes | bytearray | memoryview, check_size: SizeCheck) ->
     """Decode PNG, JPEG, WebP, BMP, TIFF or GIF into gray, RGB or RGBA pixels (first frame only)."""
     if not len(data):
         raise InvalidRequest("the image is empty", code=ErrorCode.BAD_DIMENSIONS)
+    check_frame_chain(data)  # a TIFF of 100k chained frames is refused before Pillow sees it
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limits decide

@@ -262,6 +262,12 @@ class RegionRegistry:
         check_image_bounds(1, region.byte_size, 0, offset, height, width, channels, row_pitch)
         if region.fd < 0:
             raise NotFound(f"region {region.name!r} is closed")
+        current = os.fstat(region.fd).st_size  # a file shorter than registered was changed under us
+        if current < region.offset + region.byte_size:
+            raise InvalidRequest(
+                f"region {region.name!r}: its file shrank to {current} bytes; re-register it",
+                code=ErrorCode.OUT_OF_BOUNDS,
+            )
         span = (height - 1) * row_pitch + width * channels
         buffer = np.empty(height * row_pitch, dtype=np.uint8)  # whole rows, so the strides below fit
         try:
@@ -270,8 +276,8 @@ class RegionRegistry:
             raise InvalidRequest(f"cannot read region {region.name!r}: {exc.strerror}") from None
         if got < span:
             raise InvalidRequest(
-                f"region {region.name!r}: its file ended after {region.offset + offset + got} bytes, "
-                f"{region.offset + offset + span} needed (it shrank); re-register it",
+                f"region {region.name!r}: its file shrank to {region.offset + offset + got} bytes while it was "
+                f"read ({region.offset + offset + span} needed); re-register it",
                 code=ErrorCode.OUT_OF_BOUNDS,
             )
         shape: tuple[int, ...] = (height, width) if channels == 1 else (height, width, channels)

@@ -29,7 +29,7 @@ from typing import Any
 from ..config import ServiceConfig
 from ..memory import MemoryBudget
 from .core import ServiceCore
-from .fd_budget import FdBudget, open_fd_count, raise_nofile_limit
+from .fd_budget import Descriptors, open_fd_count, raise_nofile_limit
 from .polling import wait_until
 from .session_server import SessionServer
 
@@ -45,7 +45,7 @@ class Server:
         self.core: ServiceCore | None = None
         self.sessions: SessionServer | None = None
         self.budget = MemoryBudget(config.total_bytes, config.max_sessions)
-        self.fds: FdBudget | None = None  # sized at start, once the limit is raised
+        self.fds: Descriptors | None = None  # sized at start, once the limit is raised
         self._http: Any = None
         self._app: Any = None
         self._http_task: asyncio.Task[None] | None = None
@@ -78,9 +78,10 @@ class Server:
         assert self.core is not None
         soft_limit = raise_nofile_limit()
         await self.core.start()  # the engine's own files are open now, before the budget is sized
-        self.fds = FdBudget.for_process(soft_limit, open_fd_count())
-        log.info("open-file limit %d; %d descriptors for peers' sessions, segments and regions", soft_limit,
-                 self.fds.limit)  # fmt: skip
+        connections = self.config.max_sessions + self.config.max_pending_connections
+        self.fds = Descriptors.for_process(soft_limit, open_fd_count(), connections)
+        log.info("open-file limit %d: %d descriptors for session sockets, %d for segments and regions",
+                 soft_limit, self.fds.connections.limit, self.fds.memory.limit)  # fmt: skip
         if self.config.shm_enabled:
             self.sessions = SessionServer(self.core, self.budget, self.fds)
             await self.sessions.start()

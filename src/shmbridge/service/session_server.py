@@ -56,7 +56,7 @@ from ..errors import (
     ShmBridgeError,
 )
 from ..memory import MemoryBudget, SessionMemory
-from .fd_budget import FdBudget, open_fd_count, raise_nofile_limit
+from .fd_budget import Descriptors
 from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat, Roi
 from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path, set_recv_timeout, set_send_timeout
 from .core import ServiceCore
@@ -102,11 +102,13 @@ class PendingConnections:
 class SessionServer:
     """Listens on ``config.socket_path`` and runs one ``Session`` per connection."""
 
-    def __init__(self, core: ServiceCore, budget: MemoryBudget | None = None, fds: FdBudget | None = None) -> None:
+    def __init__(
+        self, core: ServiceCore, budget: MemoryBudget | None = None, fds: Descriptors | None = None
+    ) -> None:
         self.core = core
         self.config: ServiceConfig = core.config
         self.budget = budget or MemoryBudget(self.config.total_bytes, self.config.max_sessions)
-        self.fds = fds or FdBudget.for_process(raise_nofile_limit(), open_fd_count())
+        self.fds = fds or Descriptors.measured(self.config.max_sessions + self.config.max_pending_connections)
         self.pending = PendingConnections(self.config.max_pending_connections)
         self.sessions: set[Session] = set()
         self._listener: socket.socket | None = None
@@ -156,7 +158,7 @@ class SessionServer:
                 await asyncio.sleep(0.1)
                 continue
             try:
-                self.fds.take("connection")
+                self.fds.connections.take("connection")
             except ShmBridgeError as exc:  # refused at once, from the reserve: a thread costs more than this
                 with contextlib.suppress(OSError):
                     conn.send(_error_frame(0, exc))
@@ -170,7 +172,7 @@ class SessionServer:
             except (OSError, RuntimeError) as exc:  # RuntimeError: no thread could be started
                 log.warning("could not start a session: %s", exc)
                 conn.close()
-                self.fds.give()
+                self.fds.connections.give()
                 continue
             oldest = self.pending.admit(session)
             if oldest is not None:
@@ -245,7 +247,7 @@ class Session:
         self.conn = p.ServerConnection(server.config.max_control_frame)
         config = server.config
         self.memory = SessionMemory(
-            server.budget, config.session_bytes, config.max_frame_bytes, config.max_segments_per_session, server.fds
+            server.budget, config.session_bytes, config.max_frame_bytes, config.max_segments_per_session, server.fds.memory
         )
         self._hello_deadline = time.monotonic() + config.request_timeout  # from accept, not from the last byte
         self.metrics = self.core.metrics
@@ -610,7 +612,7 @@ class Session:
                 self.sock.shutdown(socket.SHUT_RDWR)
             with self._send_lock:
                 self.sock.close()
-            self.server.fds.give()  # the socket's, taken at accept
+            self.server.fds.connections.give()  # the socket's, taken at accept
             self.server.pending.settle(self)
             self.server.sessions.discard(self)
             await self._release_memory()
