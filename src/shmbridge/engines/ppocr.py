@@ -76,11 +76,12 @@ def engine_params(
         "Rec.model_path": str(models["rec"]),
         "Rec.rec_batch_num": int(rec_batch),
     }
+    threads = threads or -1  # None or 0: the runtime's own choice
     if backend == "onnxruntime":
-        params["EngineConfig.onnxruntime.intra_op_num_threads"] = -1 if threads is None else int(threads)
+        params["EngineConfig.onnxruntime.intra_op_num_threads"] = int(threads)
         params["EngineConfig.onnxruntime.inter_op_num_threads"] = 1
     elif backend == "openvino":
-        params["EngineConfig.openvino.inference_num_threads"] = -1 if threads is None else int(threads)
+        params["EngineConfig.openvino.inference_num_threads"] = int(threads)
         params["EngineConfig.openvino.performance_hint"] = "LATENCY"
         # Pinning would tie every worker's threads to the same first cores.
         params["EngineConfig.openvino.enable_cpu_pinning"] = "NO"
@@ -96,7 +97,10 @@ class TwoResolutionPipeline:
         from rapidocr.main import DEFAULT_CFG_PATH
         from rapidocr.utils.parse_parameters import ParseParams
 
+        from rapidocr.utils.log import logger
+
         cfg = ParseParams.update_batch(ParseParams.load(DEFAULT_CFG_PATH), params)
+        logger.setLevel(str(cfg.Global.log_level).upper())  # as RapidOCR() itself does
         for section in (cfg.Det, cfg.Rec):
             section.engine_cfg = cfg.EngineConfig[section.engine_type.value]
             section.model_root_dir = cfg.Global.model_root_dir

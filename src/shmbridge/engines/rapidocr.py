@@ -203,19 +203,21 @@ class RapidOcrEngine(Engine):
         ``fast_squeeze``: how much ``fast`` narrows line crops before recognising them (1 = not at all);
         ``backend``: ``onnxruntime`` or ``openvino`` (default: ``backends.default_backend()``);
         ``fit_boxes``: shrink detector boxes to the ink (see ``fit_to_ink``); ``intra_op_threads``:
-        inference threads per instance (the service sets it from the thread budget); ``use_cls``: must
+        inference threads per instance (the service sets it from the thread budget; 0: the runtime's own
+        choice, a thread per core); ``use_cls``: must
         stay off, the angle classifier flips UI lines and is not part of the pipeline."""
         if max_side is not None:
             detect_side = max_side
-        for label, side in (("detect_side", detect_side), ("fast_detect_side", fast_detect_side)):
+        accurate_label = "detect_side" if max_side is None else "max_side"
+        for label, side in ((accurate_label, detect_side), ("fast_detect_side", fast_detect_side)):
             if side < 32:
                 raise ValueError(f"{label} must be at least 32, not {side}")
         if not 0.2 <= fast_squeeze <= 1.0:
             raise ValueError(f"fast_squeeze must lie in [0.2, 1], not {fast_squeeze}")
         if use_cls:
             raise ValueError("use_cls is not supported: the angle classifier flips UI lines")
-        if intra_op_threads is not None and intra_op_threads < 1:
-            raise ValueError(f"intra_op_threads must be at least 1, not {intra_op_threads}")
+        if intra_op_threads is not None and intra_op_threads < 0:
+            raise ValueError(f"intra_op_threads must be 0 (the runtime's own choice) or more, not {intra_op_threads}")
         chosen = require_backend(backend)
         models = locate_models(model_dir)
         try:
