@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,3 +223,21 @@ def test_thread_budget_follows_the_cpu_affinity() -> None:
 
     assert threads(str(cpus[0])) == 1
     assert threads("all") == usable_cpus() == len(cpus)
+
+
+# -- nothing downloads -----------------------------------------------------------------------------------
+
+
+def test_offline_check_passes_without_a_network() -> None:
+    """The Dockerfile's build-time check (deploy/check_offline.py) with the default engine and backend,
+    in a network namespace with no interface but loopback (down), as ``RUN --network=none`` runs it."""
+    script = Path(__file__).resolve().parents[2] / "deploy" / "check_offline.py"
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) to make a network namespace")
+    done = subprocess.run(
+        [unshare, "--net", sys.executable, str(script)], capture_output=True, text=True, timeout=180, check=False
+    )
+    if done.returncode != 0 and "unshare failed" in done.stderr:
+        pytest.skip(f"no network namespaces here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stdout + done.stderr

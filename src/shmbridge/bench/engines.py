@@ -53,8 +53,10 @@ class Setup:
 #: thread count in each of two workers).
 REFERENCE = "today"
 SETUPS: dict[str, Setup] = {
-    REFERENCE: Setup(options={"backend": "onnxruntime", "detect_side": 2000, "intra_op_threads": 0},
-                     about="reference: full-size detection, onnxruntime, default threads"),
+    REFERENCE: Setup(
+        options={"backend": "onnxruntime", "detect_side": 2000, "intra_op_threads": 0},
+        about="reference: full-size detection, onnxruntime, default threads",
+    ),
     "accurate": Setup(about="the default: two resolutions, default backend, thread budget"),
     "fast": Setup(level="fast", about="recognition_level=fast on the default"),
     "accurate-ort": Setup(options={"backend": "onnxruntime"}, about="the default on onnxruntime"),
@@ -215,6 +217,7 @@ def render(reports: Sequence[dict[str, Any]]) -> str:
               f"{'prec':>6} {'CER %':>6} {'crop ms':>8} {'fps':>5} {'x ref':>6} {'RSS':>6} {'peak':>6}")  # fmt: skip
     lines = [header, "-" * len(header)]
     for r in reports:
+
         def ratio(key: str, inverse: bool = False, r: dict[str, Any] = r) -> str:
             if reference is None or not r[key]:
                 return ""

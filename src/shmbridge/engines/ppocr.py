@@ -95,9 +95,8 @@ class TwoResolutionPipeline:
         from rapidocr.ch_ppocr_det import TextDetector
         from rapidocr.ch_ppocr_rec import TextRecognizer
         from rapidocr.main import DEFAULT_CFG_PATH
-        from rapidocr.utils.parse_parameters import ParseParams
-
         from rapidocr.utils.log import logger
+        from rapidocr.utils.parse_parameters import ParseParams
 
         cfg = ParseParams.update_batch(ParseParams.load(DEFAULT_CFG_PATH), params)
         logger.setLevel(str(cfg.Global.log_level).upper())  # as RapidOCR() itself does
@@ -112,7 +111,7 @@ class TwoResolutionPipeline:
         """Line quads of a BGR frame, detected at most ``longest_side`` wide, in full-frame pixels."""
         import cv2
 
-        height, width = image.shape[:2]
+        height = image.shape[0]
         top, padded = _pad_thin(image)
         det_h, det_w = detection_size(padded.shape[0], padded.shape[1], longest_side)
         shrink = (det_h, det_w) != padded.shape[:2]
@@ -149,9 +148,7 @@ class TwoResolutionPipeline:
         output = self._recognizer(TextRecInput(img=crops))
         return list(output.txts), [float(score) for score in output.scores]
 
-    def __call__(
-        self, image: np.ndarray, longest_side: int, text_score: float, squeeze: float = 1.0
-    ) -> PipelineOutput:
+    def __call__(self, image: np.ndarray, longest_side: int, text_score: float, squeeze: float = 1.0) -> PipelineOutput:
         started = time.perf_counter()
         detected = self.detect(image, longest_side)
         detected_at = time.perf_counter()
