@@ -124,11 +124,25 @@ class TextLine(BaseModel):
 
 
 class Timings(BaseModel):
-    """Where the service spent the time, in milliseconds."""
+    """Where the service spent the time, in milliseconds.
+
+    ``total_ms`` runs from the moment the service core has the pixels to the result; within it come
+    ``convert_ms`` (region crop and pixel-format conversion), ``queue_ms`` (waiting for admission) and
+    ``engine_ms``. Inside ``engine_ms`` are the engine's own stages: ``detect_ms``, ``recognize_ms`` and
+    ``postprocess_ms`` (box fitting, filtering, reading order); an engine that does not split its work
+    (tesseract, vision, null) reports only ``postprocess_ms``. ``decode_ms`` is an encoded image's
+    decoding (HTTP image requests only), which happens before ``total_ms`` starts. A stage a request
+    does not have is 0.
+    """
 
     queue_ms: float = 0.0
     engine_ms: float = 0.0
     total_ms: float = 0.0
+    decode_ms: float = 0.0
+    convert_ms: float = 0.0
+    detect_ms: float = 0.0
+    recognize_ms: float = 0.0
+    postprocess_ms: float = 0.0
 
 
 class OcrResult(BaseModel):

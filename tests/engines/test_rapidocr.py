@@ -162,10 +162,9 @@ def test_defaults_and_covered_languages_give_no_warnings() -> None:
 def test_unhonoured_options_are_warned_about(engine: RapidOcrEngine) -> None:
     require_fonts()
     image, truth = synthetic.button_300x60()
-    options = OcrOptions(recognition_level="fast", languages=("en-US", "ko-KR"), custom_words=("shmbridge",))
+    options = OcrOptions(languages=("en-US", "ko-KR"), custom_words=("shmbridge",))
     output = read(engine, image, options)
     assert output.warnings == [
-        "recognition_level 'fast' is not supported by rapidocr; it ran at its only level (accurate)",
         "rapidocr's PP-OCRv6 model does not cover ko-KR; text in those languages may be misread",
         "custom_words are not supported by rapidocr",
     ]
@@ -215,7 +214,7 @@ def test_wrong_pixel_format_is_refused(engine: RapidOcrEngine) -> None:
 def test_capabilities_say_what_is_honoured(engine: RapidOcrEngine) -> None:
     caps = engine.capabilities()
     assert caps["name"] == "rapidocr" and caps["native_formats"] == ["bgr"] and caps["accepts_strides"] is False
-    assert caps["recognition_levels"] == ["accurate"] and caps["custom_words"] is False
+    assert caps["recognition_levels"] == ["accurate", "fast"] and caps["custom_words"] is False
     assert {"en", "de", "fr"} <= set(caps["languages"]) and caps["use_cls"] is False
 
 

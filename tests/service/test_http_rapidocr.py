@@ -99,5 +99,11 @@ def test_fast_png_and_raw_pixels_read_the_same_text(rapidocr_service: ServicePro
         assert response.status_code == 200, response.text
         check_text(response.json()["text"])
     assert encoded.json()["text"] == raw.json()["text"]
+    # Per-stage times: the PNG was decoded, the raw pixels were not; the engine's stages fit in engine_ms.
+    encoded_t, raw_t = encoded.json()["timings"], raw.json()["timings"]
+    assert encoded_t["decode_ms"] > 0 and raw_t["decode_ms"] == 0
+    for t in (encoded_t, raw_t):
+        assert t["detect_ms"] > 0 and t["recognize_ms"] > 0
+        assert t["detect_ms"] + t["recognize_ms"] + t["postprocess_ms"] <= t["engine_ms"]
     regions = text_only.json()["text_regions"]
     check_text(" ".join(region["text"] for region in regions))

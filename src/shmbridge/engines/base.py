@@ -27,6 +27,14 @@ class EngineOutput:
     checksum: str | None = None
     #: Pixel bytes the engine itself had to copy (tesserocr takes ``bytes``); counted in the metrics.
     bytes_copied: int = 0
+    #: Seconds per stage the engine has (``STAGES``); a stage it lacks is absent. Together they never
+    #: exceed the time ``recognize`` took.
+    stages: dict[str, float] = field(default_factory=dict)
+
+
+#: The stages an engine may time, as ``EngineOutput.stages`` keys (``Timings`` has a ``<stage>_ms`` each):
+#: finding the lines, reading them, and the work after (box fitting, filtering, reading order).
+STAGES = ("detect", "recognize", "postprocess")
 
 
 class Engine(abc.ABC):
@@ -39,6 +47,9 @@ class Engine(abc.ABC):
     native_formats: ClassVar[frozenset[PixelFormat]]
     #: Whether ``recognize`` accepts any strides (a cropped view) without the service copying first.
     accepts_strides: ClassVar[bool] = False
+    #: The keyword that sets this engine's inference threads per instance, which the service fills from
+    #: the thread budget (``engines.threads``) unless the operator set it; None: the engine has none.
+    thread_option: ClassVar[str | None] = None
     #: False only for engines that finish in microseconds and never block (null): the service then
     #: calls them on the thread that received the request (the event loop, a session thread) instead of
     #: paying a thread hop.

@@ -19,6 +19,7 @@ detection at the image's real size (``limit_type=max``, side 2000); the classifi
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -26,7 +27,9 @@ import numpy as np
 
 from ..errors import EngineUnavailable, ErrorCode, InvalidRequest
 from ..models import OcrOptions, PixelFormat, TextLine
+from .backends import require_backend
 from .base import Engine, EngineOutput
+from .ppocr import Detected, TwoResolutionPipeline, engine_params
 from .results import Quad, drop_short_lines, make_line, sample_image
 
 #: The models shipped inside the rapidocr 3.x wheel (``site-packages/rapidocr/models``).
@@ -35,7 +38,12 @@ REC_MODEL = "PP-OCRv6_rec_small.onnx"
 CLS_MODEL = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
 REC_VERSION = ("PP-OCRv6", "small")
 
-#: ``OcrOptions``' default minimum text height (1/32, Apple Vision's default).
+#: Detection's longest side per recognition level, chosen by measurement (docs/benchmarks.md).
+ACCURATE_DETECT_SIDE = 1280
+FAST_DETECT_SIDE = 960
+#: How much ``fast`` narrows each line's crop before recognition (``TwoResolutionPipeline.recognize``).
+FAST_SQUEEZE = 0.6
+_INSTALL = "pip install rapidocr onnxruntime (default dependencies of shmbridge)"
 
 
 def locate_models(model_dir: str | Path | None = None, use_cls: bool = False) -> dict[str, Path]:
@@ -78,11 +86,6 @@ def rapidocr_language(tag: str) -> str:
 def option_warnings(options: OcrOptions, languages: frozenset[str]) -> list[str]:
     """Say which requested options RapidOCR cannot honour; defaults never produce a warning."""
     warnings: list[str] = []
-    if options.recognition_level != "accurate":
-        warnings.append(
-            f"recognition_level {options.recognition_level!r} is not supported by rapidocr; "
-            "it ran at its only level (accurate)"
-        )
     uncovered = [tag for tag in options.languages if rapidocr_language(tag) not in languages]
     if uncovered:
         warnings.append(
@@ -164,73 +167,108 @@ def _central_rows(has_ink: np.ndarray) -> tuple[int, int] | None:
 
 
 class RapidOcrEngine(Engine):
-    """RapidOCR with the wheel's PP-OCR models, configured once at construction."""
+    """RapidOCR's PP-OCR models in the two-resolution pipeline, configured once at construction.
+
+    One instance serves both recognition levels with the same loaded models: ``accurate`` detects with
+    the longest side at ``detect_side``, ``fast`` at ``fast_detect_side`` (docs/benchmarks.md has the
+    measurements that chose both). Recognition always reads crops of the full-resolution frame.
+    """
 
     name: ClassVar[str] = "rapidocr"
     # RapidOCR uses a C-contiguous BGR array as it is; GRAY would be converted inside it (a hidden copy),
     # so the service does that conversion instead, where it is counted.
     native_formats: ClassVar[frozenset[PixelFormat]] = frozenset({PixelFormat.BGR})
     accepts_strides: ClassVar[bool] = False
+    thread_option: ClassVar[str | None] = "intra_op_threads"
 
     def __init__(
         self,
         *,
-        max_side: int = 2000,
+        detect_side: int = ACCURATE_DETECT_SIDE,
+        fast_detect_side: int = FAST_DETECT_SIDE,
+        fast_squeeze: float = FAST_SQUEEZE,
+        max_side: int | None = None,
+        backend: str | None = None,
         text_score: float = 0.5,
         box_thresh: float = 0.5,
         unclip_ratio: float = 1.6,
+        rec_batch: int = 6,
         use_cls: bool = False,
         fit_boxes: bool = True,
         intra_op_threads: int | None = None,
         model_dir: str | Path | None = None,
     ) -> None:
-        """``max_side``: detection runs at the image's real size up to this longest side (larger images
-        are scaled down); ``use_cls``: the angle classifier, off because it flips UI lines;
+        """``detect_side``: detection's longest side for ``accurate`` (frames smaller are detected at
+        their own size; ``max_side`` is its old name); ``fast_detect_side``: the same for ``fast``;
+        ``fast_squeeze``: how much ``fast`` narrows line crops before recognising them (1 = not at all);
+        ``backend``: ``onnxruntime`` or ``openvino`` (default: ``backends.default_backend()``);
         ``fit_boxes``: shrink detector boxes to the ink (see ``fit_to_ink``); ``intra_op_threads``:
-        onnxruntime threads per instance (default: onnxruntime's choice)."""
-        if max_side < 32:
-            raise ValueError(f"max_side must be at least 32, not {max_side}")
-        models = locate_models(model_dir, use_cls)
+        inference threads per instance (the service sets it from the thread budget; 0: the runtime's own
+        choice, a thread per core); ``use_cls``: must
+        stay off, the angle classifier flips UI lines and is not part of the pipeline."""
+        if max_side is not None:
+            detect_side = max_side
+        accurate_label = "detect_side" if max_side is None else "max_side"
+        for label, side in ((accurate_label, detect_side), ("fast_detect_side", fast_detect_side)):
+            if side < 32:
+                raise ValueError(f"{label} must be at least 32, not {side}")
+        if not 0.2 <= fast_squeeze <= 1.0:
+            raise ValueError(f"fast_squeeze must lie in [0.2, 1], not {fast_squeeze}")
+        if use_cls:
+            raise ValueError("use_cls is not supported: the angle classifier flips UI lines")
+        if intra_op_threads is not None and intra_op_threads < 0:
+            raise ValueError(f"intra_op_threads must be 0 (the runtime's own choice) or more, not {intra_op_threads}")
+        chosen = require_backend(backend)
+        models = locate_models(model_dir)
         try:
             from rapidocr import RapidOCR
-        except ImportError as exc:  # pragma: no cover - locate_models already imported it
-            raise EngineUnavailable(f"engine 'rapidocr' cannot import rapidocr: {exc}") from exc
-        params: dict[str, Any] = {
-            "Global.use_cls": bool(use_cls),
-            "Global.log_level": "warning",
-            "Global.text_score": float(text_score),
-            "Global.max_side_len": int(max_side),
-            "Global.model_root_dir": str(models["det"].parent),
-            "Det.limit_type": "max",
-            "Det.limit_side_len": int(max_side),
-            "Det.box_thresh": float(box_thresh),
-            "Det.unclip_ratio": float(unclip_ratio),
-            "Det.model_path": str(models["det"]),
-            "Rec.model_path": str(models["rec"]),
-        }
-        if "cls" in models:
-            params["Cls.model_path"] = str(models["cls"])
-        if intra_op_threads is not None:
-            params["EngineConfig.onnxruntime.intra_op_num_threads"] = int(intra_op_threads)
-        try:
-            self._ocr: Any = RapidOCR(params=params)
+
+            params = engine_params(chosen, models, threads=intra_op_threads, box_thresh=box_thresh,
+                                   unclip_ratio=unclip_ratio, rec_batch=rec_batch)  # fmt: skip
+            self._pipeline: TwoResolutionPipeline | None = TwoResolutionPipeline(params)
             covered = RapidOCR.list_supported_langs("rec", *REC_VERSION)
+        except ImportError as exc:
+            raise EngineUnavailable(f"engine 'rapidocr' cannot import {exc.name or exc}: {_INSTALL}") from exc
         except Exception as exc:
-            raise EngineUnavailable(f"rapidocr failed to start: {exc}") from exc
+            raise EngineUnavailable(f"rapidocr failed to start on {chosen}: {exc}") from exc
         self._languages = frozenset(covered) or frozenset({"en"})
+        self._levels = {"accurate": (detect_side, 1.0), "fast": (fast_detect_side, fast_squeeze)}
+        self._text_score = text_score
         self._fit_boxes = fit_boxes
         self._settings = {
-            "max_side": max_side,
+            "backend": chosen,
+            "detect_side": detect_side,
+            "fast_detect_side": fast_detect_side,
+            "fast_squeeze": fast_squeeze,
             "text_score": text_score,
             "box_thresh": box_thresh,
             "unclip_ratio": unclip_ratio,
-            "use_cls": use_cls,
+            "rec_batch": rec_batch,
+            "use_cls": False,
             "fit_boxes": fit_boxes,
+            "intra_op_threads": intra_op_threads,
         }
 
     def warm_up(self) -> None:
-        """Load the detection and recognition sessions (RapidOCR loads them lazily) on a few words."""
+        """Run the detection and recognition sessions once on a few words (first runs are slow)."""
         self.recognize(sample_image(3), PixelFormat.BGR, OcrOptions())
+
+    def detect_side_for(self, options: OcrOptions) -> int:
+        """Detection's longest side for this request's recognition level."""
+        return self._levels[options.recognition_level][0]
+
+    def squeeze_for(self, options: OcrOptions) -> float:
+        """How much this request's recognition level narrows line crops before recognition."""
+        return self._levels[options.recognition_level][1]
+
+    def detect(self, image: np.ndarray, longest_side: int) -> Detected:
+        """Only the detection stage, on a BGR frame: line quads in full-frame pixels."""
+        return self._open().detect(image, longest_side)
+
+    def _open(self) -> TwoResolutionPipeline:
+        if self._pipeline is None:
+            raise EngineUnavailable("this rapidocr engine was closed")
+        return self._pipeline
 
     def recognize(self, image: np.ndarray, pixel_format: PixelFormat, options: OcrOptions) -> EngineOutput:
         if pixel_format is not PixelFormat.BGR or image.ndim != 3 or not image.flags.c_contiguous:
@@ -238,27 +276,25 @@ class RapidOcrEngine(Engine):
                 f"rapidocr takes C-contiguous BGR pixels, not {pixel_format.value} {image.shape}",
                 code=ErrorCode.SHAPE_MISMATCH,
             )
+        pipeline = self._open()
         warnings = option_warnings(options, self._languages)
-        output = self._ocr(image)  # no keyword arguments: RapidOCR would keep them for later calls
-        boxes, texts, scores = output.boxes, getattr(output, "txts", None), getattr(output, "scores", None)
-        del output  # it holds a reference to ``image``
-        if boxes is None or texts is None or scores is None:
-            return EngineOutput(warnings=warnings)
+        side, squeeze = self._levels[options.recognition_level]
+        read = pipeline(image, side, self._text_score, squeeze)
+        started = time.perf_counter()
         lines: list[TextLine] = []
-        for quad, text, score in zip(boxes, texts, scores, strict=True):
-            if not text.strip():
-                continue
-            points: Quad = [(float(x), float(y)) for x, y in quad]
+        for box, text, score in zip(read.boxes, read.texts, read.scores, strict=True):
+            points: Quad = [(float(x), float(y)) for x, y in box]
             if self._fit_boxes:
                 points = fit_to_ink(image, points)
-            lines.append(make_line(text, min(1.0, max(0.0, float(score))), points))
+            lines.append(make_line(text, min(1.0, max(0.0, score)), points))
         lines = drop_short_lines(lines, options.minimum_text_height, image.shape[0])
-        return EngineOutput(lines=lines, warnings=warnings)
+        stages = {"detect": read.detect_s, "recognize": read.recognize_s, "postprocess": time.perf_counter() - started}
+        return EngineOutput(lines=lines, warnings=warnings, stages=stages)
 
     def capabilities(self) -> dict[str, Any]:
         return {
             **super().capabilities(),
-            "recognition_levels": ["accurate"],
+            "recognition_levels": ["accurate", "fast"],
             "languages": sorted(self._languages),
             "custom_words": False,
             "minimum_text_height": "lines shorter than a minimum above the default 1/32 are dropped",
@@ -266,5 +302,5 @@ class RapidOcrEngine(Engine):
         }
 
     def close(self) -> None:
-        """Drop the onnxruntime sessions; the engine cannot be used afterwards."""
-        self._ocr = None
+        """Drop the inference sessions; the engine cannot be used afterwards."""
+        self._pipeline = None

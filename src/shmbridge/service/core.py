@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from ..config import ServiceConfig
-from ..engines import Engine, EngineOutput, create_engine
+from ..engines import Engine, EngineOutput, create_engine, engine_class
 from ..engines.pixels import convert, crop, validate_image
 from ..engines.results import reading_order, shift_lines
+from ..engines.threads import with_thread_budget
 from ..errors import (
     Busy,
     EngineError,
@@ -46,11 +47,13 @@ class EnginePool:
     """``size`` engine instances, each lent to one worker thread at a time.
 
     One instance per worker keeps engines free of locks and keeps per-call state from leaking between
-    requests. Non-blocking engines (null) are called inline on the caller's thread.
+    requests. Non-blocking engines (null) are called inline on the caller's thread. Each instance's
+    inference threads come from the thread budget (``engines.threads``) unless ``options`` set them.
     """
 
     def __init__(self, name: str, options: dict[str, Any], size: int) -> None:
         self.name = name
+        options = with_thread_budget(options, engine_class(name).thread_option, size)
         self._options = options
         self._instances: queue.SimpleQueue[Engine] = queue.SimpleQueue()
         self._all: list[Engine] = []
@@ -78,11 +81,17 @@ class EnginePool:
             future.result()
 
     def run_sync(self, image: np.ndarray, fmt: PixelFormat, options: OcrOptions) -> tuple[EngineOutput, float]:
+        """Recognise and put the lines in reading order (on the engine's thread, counted as post-processing);
+        returns the output and the seconds both took."""
         engine = self._take()
         try:
             started = time.perf_counter()
             output = engine.recognize(image, fmt, options)
-            return output, time.perf_counter() - started
+            recognized = time.perf_counter()
+            output.lines = reading_order(output.lines)
+            done = time.perf_counter()
+            output.stages["postprocess"] = output.stages.get("postprocess", 0.0) + (done - recognized)
+            return output, done - started
         finally:
             self._instances.put(engine)
 
@@ -185,6 +194,7 @@ class ServiceCore:
         request_id: str | None = None,
         received_bytes: int | None = None,
         copied_bytes: int = 0,
+        decode_s: float = 0.0,
     ) -> OcrResult:
         """The whole request synchronously, for non-blocking engines (null): no admission wait, no thread
         hop, no task. It runs on the caller's thread (the event loop for HTTP, a session's own thread for
@@ -195,7 +205,11 @@ class ServiceCore:
             if not self._accepting:
                 raise ServiceUnavailable("the service is shutting down", code=ErrorCode.SHUTTING_DOWN)
             native, native_format, copied = self._prepare(image, pixel_format, options)
+            converted = time.perf_counter()
             output, engine_s = self.pool.run_sync(native, native_format, options)
+            output.stages["convert"] = converted - started
+            if decode_s:
+                output.stages["decode"] = decode_s
             return self._succeed(output, options, request_id, image, mode, started, 0.0, engine_s,
                                  copied + copied_bytes, received_bytes)  # fmt: skip
         except ShmBridgeError as exc:
@@ -215,10 +229,12 @@ class ServiceCore:
         received_bytes: int | None = None,
         copied_bytes: int = 0,
         on_release: Callable[[], None] | None = None,
+        decode_s: float = 0.0,
     ) -> OcrResult:
         """OCR ``image`` and return the shared result model; raise a ``ShmBridgeError`` otherwise.
 
-        ``copied_bytes`` counts copies the transport already made (decoding an image makes new pixels).
+        ``copied_bytes`` counts copies the transport already made (decoding an image makes new pixels);
+        ``decode_s`` is the time the transport spent decoding it (reported as ``timings.decode_ms``).
         ``on_release`` is called exactly once, when no engine thread can touch ``image`` any more.
         """
         if self.inline:
@@ -231,6 +247,7 @@ class ServiceCore:
                     request_id=request_id,
                     received_bytes=received_bytes,
                     copied_bytes=copied_bytes,
+                    decode_s=decode_s,
                 )
             finally:
                 if on_release is not None:
@@ -247,8 +264,9 @@ class ServiceCore:
 
         try:
             native, native_format, copied = self._prepare(image, pixel_format, options)
+            convert_s = time.perf_counter() - started
             try:
-                queue_s = await self._admit(started)
+                queue_s = await self._admit(started) - convert_s
             except asyncio.CancelledError:  # cancelled while queued: no engine thread has the pixels
                 release()
                 raise
@@ -257,6 +275,9 @@ class ServiceCore:
             finally:
                 self._leave()
             release()
+            output.stages["convert"] = convert_s
+            if decode_s:
+                output.stages["decode"] = decode_s
             return self._succeed(output, options, request_id, image, mode, started, queue_s, engine_s,
                                  copied + copied_bytes, received_bytes)  # fmt: skip
         except ShmBridgeError as exc:
@@ -297,6 +318,7 @@ class ServiceCore:
         self.metrics.observe(
             mode, "ok", queue_s=queue_s, engine_s=engine_s, total_s=total_s, received=received, copied=copied
         )
+        self.metrics.observe_stages(self.pool.name, output.stages)
         return result
 
     def _record_failure(self, mode: str, exc: ShmBridgeError) -> None:
@@ -375,11 +397,10 @@ class ServiceCore:
         engine_s: float,
         total_s: float,
     ) -> OcrResult:
-        lines = output.lines
+        lines = output.lines  # already in reading order (run_sync)
         if lines:
             if options.roi is not None:
                 lines = shift_lines(lines, options.roi.x, options.roi.y)
-            lines = reading_order(lines)
             text = "\n".join(line.text for line in lines)
             confidence = sum(line.confidence for line in lines) / len(lines)
         else:
@@ -397,7 +418,12 @@ class ServiceCore:
                 "engine": self.pool.name,
                 "width": int(image.shape[1]),
                 "height": int(image.shape[0]),
-                "timings": {"queue_ms": queue_s * 1e3, "engine_ms": engine_s * 1e3, "total_ms": total_s * 1e3},
+                "timings": {
+                    "queue_ms": queue_s * 1e3,
+                    "engine_ms": engine_s * 1e3,
+                    "total_ms": total_s * 1e3,
+                    **{f"{stage}_ms": seconds * 1e3 for stage, seconds in output.stages.items()},
+                },
                 "warnings": output.warnings,
                 "checksum": output.checksum,
             }

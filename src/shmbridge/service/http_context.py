@@ -129,11 +129,13 @@ class HttpContext:
         request_id: str,
     ) -> OcrResult:
         """Decode (bounded, off the loop), then OCR through the core. Every error is a ``ShmBridgeError``."""
+        started = time.perf_counter()
         try:
             decoded = await self.gate.run(decode)
         except ShmBridgeError as exc:
             self.observe_error(mode, exc)
             raise
+        decode_s = time.perf_counter() - started  # includes any wait for a decode permit
         result = await self.core.process(
             decoded.image,
             decoded.pixel_format,
@@ -142,6 +144,7 @@ class HttpContext:
             request_id=request_id,
             received_bytes=decoded.encoded_bytes,
             copied_bytes=decoded.image.nbytes,  # decoding wrote these pixels anew
+            decode_s=decode_s,
         )
         if decoded.warnings:
             result.warnings.extend(decoded.warnings)

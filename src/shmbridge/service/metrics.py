@@ -116,6 +116,16 @@ class _HotPathCollector(Collector):
                     buckets, total = h.cumulative(), h.total
                 histogram.add_metric([mode], buckets, total)
             yield histogram
+        stages = HistogramMetricFamily(
+            "shmbridge_stage_seconds",
+            "Time per request stage (decode, convert, detect, recognize, postprocess) by engine",
+            labels=["engine", "stage"],
+        )
+        with m._lock:
+            stage_items = [(key, h.cumulative(), h.total) for key, h in sorted(m.stage_histograms.items())]
+        for (engine, stage), buckets, total in stage_items:
+            stages.add_metric([engine, stage], buckets, total)
+        yield stages
 
 
 class Metrics:
@@ -126,6 +136,8 @@ class Metrics:
         reg = self.registry
         self.series: dict[str, _ModeSeries] = {mode: _ModeSeries() for mode in MODES}
         self.request_counts: dict[tuple[str, str], int] = {}
+        #: (engine, stage) → latency histogram; an entry appears with the first request that had the stage.
+        self.stage_histograms: dict[tuple[str, str], _Histogram] = {}
         self._lock = threading.Lock()  # guards request_counts and the series' counters and windows
         reg.register(_HotPathCollector(self))
         self.fallbacks = Counter(
@@ -180,6 +192,15 @@ class Metrics:
             else:
                 series.zero_copy += 1
             series.window.append(total_s)
+
+    def observe_stages(self, engine: str, stages: dict[str, float]) -> None:
+        """Record one successful request's per-stage seconds (``EngineOutput.stages`` keys)."""
+        with self._lock:
+            for stage, seconds in stages.items():
+                histogram = self.stage_histograms.get((engine, stage))
+                if histogram is None:
+                    histogram = self.stage_histograms[(engine, stage)] = _Histogram()
+                histogram.observe(seconds)
 
     def latency_percentiles(self, mode: str) -> dict[str, float | int]:
         """Percentiles of ``mode``'s recent total latencies (seconds), from a copy taken under the lock."""
