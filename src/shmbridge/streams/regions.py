@@ -161,3 +161,15 @@ def cut_edges(rect: Rect, line: Rect, *, height: int, width: int, slack: int) ->
         int(rect.x1 < width and rect.x1 - line.x1 <= slack),
         int(rect.y1 < height and rect.y1 - line.y1 <= slack),
     )
+
+
+def past_cuts(rect: Rect, lines: Sequence[Rect], *, height: int, width: int, slack: int, step: int) -> Rect:
+    """``rect`` grown past each inner edge that a line read inside it reaches: sideways by four line
+    heights (the words go on), up or down by one line height; at least half a ``step`` either way."""
+    left = top = right = bottom = 0
+    for line in lines:
+        cut_left, cut_top, cut_right, cut_bottom = cut_edges(rect, line, height=height, width=width, slack=slack)
+        size = max(step // 2, line.y1 - line.y0)
+        left, right = max(left, cut_left * 4 * size), max(right, cut_right * 4 * size)
+        top, bottom = max(top, cut_top * size), max(bottom, cut_bottom * size)
+    return rect.grown(left, top, right, bottom).clipped(height, width)

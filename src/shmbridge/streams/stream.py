@@ -24,7 +24,7 @@ from ..models import Roi, StreamInfo, TextLine
 from .fingerprint import Fingerprints, changed_tiles, fingerprint
 from .lines import difference, unique
 from .policy import FrameKey, KeyframeReason, StreamPolicy, keyframe_reason
-from .regions import Rect, cover_lines, cut_edges, tile_groups
+from .regions import Rect, cover_lines, past_cuts, tile_groups
 from .scroll import detect_shift, move_lines
 
 #: ``recognize(frame, roi)``: read the part ``roi`` of the frame; lines in frame coordinates.
@@ -95,6 +95,7 @@ class Stream:
         keyframe. ``keyframe`` asks for one; ``delta`` adds the lines added and removed to the info.
         """
         with self._lock:
+            self.last_used = self._clock()
             step = self._read(frame, recognize, settings, keyframe, delta)
             self.last_used = self._clock()
             return step
@@ -199,7 +200,11 @@ class Stream:
             for rect in rects:
                 if rect not in found:
                     found[rect] = reader.read(rect)
-            grown = [_past_edges(rect, found[rect], height, width, policy.tile) for rect in rects]
+            grown = [
+                past_cuts(rect, [Rect.around(line.box) for line in found[rect]], height=height, width=width,
+                          slack=_EDGE_SLACK, step=policy.tile)
+                for rect in rects
+            ]  # fmt: skip
             if grown == rects:
                 break
             boxes = [Rect.around(line.box, _LINE_PAD) for line in carried]
@@ -238,16 +243,3 @@ def _split(lines: Sequence[TextLine], rects: Sequence[Rect]) -> tuple[list[TextL
         box = Rect.around(line.box)
         (replaced if any(rect.intersects(box) for rect in rects) else kept).append(line)
     return kept, replaced
-
-
-def _past_edges(rect: Rect, lines: Sequence[TextLine], height: int, width: int, step: int) -> Rect:
-    """``rect`` grown past each inner edge a line read in it reaches: sideways by a few line heights
-    (the words go on), up or down by one line height."""
-    left = top = right = bottom = 0
-    for line in lines:
-        box = Rect.around(line.box)
-        cut_left, cut_top, cut_right, cut_bottom = cut_edges(rect, box, height=height, width=width, slack=_EDGE_SLACK)
-        size = max(step // 2, box.y1 - box.y0)
-        left, right = max(left, cut_left * 4 * size), max(right, cut_right * 4 * size)
-        top, bottom = max(top, cut_top * size), max(bottom, cut_bottom * size)
-    return rect.grown(left, top, right, bottom).clipped(height, width)
