@@ -11,6 +11,7 @@ the OS, httpx and engines are translated at the boundary.
     │   └── RequestTimeout        no reply within the timeout
     ├── ProtocolError             a frame broke the wire format or the state machine
     ├── InvalidRequest            the request is well-formed but names impossible pixels or options
+    │   ├── InvalidStreamName     a stream name that is not 1-64 of [A-Za-z0-9._-]
     │   ├── NotFound              no such route, region or resource (HTTP 404)
     │   ├── AlreadyExists         a region of that name is registered (HTTP 409)
     │   └── UnsupportedMedia      a body type or image format the service does not read (HTTP 415)
@@ -20,6 +21,7 @@ the OS, httpx and engines are translated at the boundary.
     │   ├── FrameTooLarge         pixels or bytes of one frame
     │   ├── SegmentLimitExceeded  segments per session
     │   ├── DescriptorLimitExceeded  the service's file-descriptor budget is spent
+    │   ├── StreamLimitExceeded   too many streams for one owner or in total, or a stream's state too large
     │   └── Busy                  admission queue full; carries ``retry_after``
     ├── PeerRejected              the peer's uid/gid is not allowed
     ├── Unauthorized              HTTP without the bearer token the service requires (HTTP 401)
@@ -73,6 +75,8 @@ class ErrorCode(enum.IntEnum):
     SESSION_CLOSED = 61
     TIMEOUT = 62
     SHUTTING_DOWN = 63
+    BAD_STREAM_NAME = 70
+    STREAM_LIMIT = 71
 
 
 class ShmBridgeError(Exception):
@@ -126,6 +130,11 @@ class InvalidRequest(ShmBridgeError):
     http_status = 400
 
 
+class InvalidStreamName(InvalidRequest):
+    code = ErrorCode.BAD_STREAM_NAME
+    http_status = 400
+
+
 class NotFound(InvalidRequest):
     code = ErrorCode.NOT_FOUND
     http_status = 404
@@ -169,6 +178,9 @@ class SegmentLimitExceeded(LimitExceeded):
 class DescriptorLimitExceeded(LimitExceeded):
     code = ErrorCode.DESCRIPTOR_LIMIT
     http_status = 503
+class StreamLimitExceeded(LimitExceeded):
+    code = ErrorCode.STREAM_LIMIT
+    http_status = 429
 
 
 class Busy(LimitExceeded):
@@ -231,6 +243,8 @@ for _cls in (
     SegmentLimitExceeded,
     DescriptorLimitExceeded,
     Busy,
+    InvalidStreamName,
+    StreamLimitExceeded,
     PeerRejected,
     Unauthorized,
     EngineError,

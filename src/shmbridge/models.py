@@ -145,6 +145,28 @@ class Timings(BaseModel):
     postprocess_ms: float = 0.0
 
 
+class StreamInfo(BaseModel):
+    """What a stream did with one frame (``OcrResult.stream``); ``lines`` still describe the whole frame."""
+
+    name: str
+    frame: int = Field(description="Index of this frame in the stream, from 0.")
+    keyframe: bool = Field(description="The whole frame was read.")
+    reason: str | None = Field(default=None, description="Why it was a keyframe (first, size, options, ...).")
+    tiles: int = 0
+    changed_tiles: int = 0
+    scroll: int = Field(default=0, description="Rows the content moved down (negative: up); 0 if none.")
+    rects: list[Roi] = Field(default_factory=list, description="The rectangles read again.")
+    reused_lines: int = Field(default=0, description="Lines carried over from the previous frame unread.")
+    read_lines: int = Field(default=0, description="Lines the engine read in this frame.")
+    new_lines: int = Field(default=0, description="Lines not in the previous frame.")
+    removed_lines: int = Field(default=0, description="Lines of the previous frame that are gone.")
+    added: list[TextLine] | None = Field(default=None, description="With delta: the new lines.")
+    removed: list[TextLine] | None = Field(default=None, description="With delta: the lines gone.")
+    fingerprint_ms: float = 0.0
+    engine_ms: float = 0.0
+    merge_ms: float = 0.0
+
+
 class OcrResult(BaseModel):
     """The answer to one OCR request, whatever transport carried it."""
 
@@ -160,6 +182,7 @@ class OcrResult(BaseModel):
     checksum: str | None = Field(
         default=None, description="Set by the null engine: CRC-32 of the pixels it read, as hex."
     )
+    stream: StreamInfo | None = None
 
     @property
     def processing_time_ms(self) -> float:

@@ -1,0 +1,39 @@
+"""The ``recognize(frame, roi)`` callable a stream reads through, built from any engine unchanged.
+
+It owns the path from a rectangle of a frame to lines in frame coordinates: crop as a view, convert at
+most once (``engines.pixels``), call ``Engine.recognize``, shift the boxes back. It is the same path the
+service takes for a request with a region of interest, so a crop is read exactly as that request would
+be. What it must never do: keep the frame or a crop after the call returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..engines.base import Engine, EngineOutput
+from ..engines.pixels import convert, crop
+from ..engines.results import shift_lines
+from ..models import DEFAULT_OPTIONS, OcrOptions, PixelFormat, Roi, TextLine
+
+
+def engine_reader(
+    engine: Engine,
+    pixel_format: PixelFormat,
+    options: OcrOptions = DEFAULT_OPTIONS,
+    *,
+    run: Callable[[np.ndarray, PixelFormat, OcrOptions], EngineOutput] | None = None,
+) -> Callable[[np.ndarray, Roi], list[TextLine]]:
+    """A ``Recognize`` for ``engine``. ``run`` replaces the direct call (the service passes its pool's
+    ``run_sync``-style call so the stream borrows an engine instance the usual way)."""
+    call = run or engine.recognize
+
+    def recognize(frame: np.ndarray, roi: Roi) -> list[TextLine]:
+        view = crop(frame, roi)
+        native, native_format, _copied = convert(view, pixel_format, engine.native_formats, engine.accepts_strides)
+        output = call(native, native_format, options.model_copy(update={"roi": None}) if options.roi else options)
+        del native, view
+        return shift_lines(output.lines, roi.x, roi.y)
+
+    return recognize

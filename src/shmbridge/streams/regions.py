@@ -1,0 +1,175 @@
+"""Rectangles to read again: changed tiles grown over the cached lines they touch, merged into a few.
+
+It owns the geometry between a mask of changed tiles and the crops handed to an engine: connected
+groups of tiles become rectangles, each grows by a margin and over every cached line it touches (a
+changed character changes its whole line), and rectangles that touch or lie close are merged. Each
+rectangle is then either read whole or not at all, so a cached line is never half replaced.
+
+What it must never do: look at pixels or call an engine; it works on boxes only. Every loop is bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..models import Box, Roi
+
+
+@dataclass(frozen=True, slots=True)
+class Rect:
+    """A half-open pixel rectangle [x0, x1) × [y0, y1)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @classmethod
+    def around(cls, box: Box, pad: int = 0) -> Rect:
+        """The smallest integer rectangle holding ``box``, padded by ``pad`` pixels."""
+        return cls(
+            int(np.floor(box.x)) - pad,
+            int(np.floor(box.y)) - pad,
+            int(np.ceil(box.x + box.width)) + pad,
+            int(np.ceil(box.y + box.height)) + pad,
+        )
+
+    @property
+    def area(self) -> int:
+        return max(0, self.x1 - self.x0) * max(0, self.y1 - self.y0)
+
+    def intersects(self, other: Rect) -> bool:
+        return self.x0 < other.x1 and other.x0 < self.x1 and self.y0 < other.y1 and other.y0 < self.y1
+
+    def contains(self, other: Rect) -> bool:
+        return self.x0 <= other.x0 and self.y0 <= other.y0 and self.x1 >= other.x1 and self.y1 >= other.y1
+
+    def near(self, other: Rect, gap: int) -> bool:
+        return (
+            self.x0 - gap < other.x1
+            and other.x0 - gap < self.x1
+            and self.y0 - gap < other.y1
+            and other.y0 - gap < self.y1
+        )
+
+    def union(self, other: Rect) -> Rect:
+        return Rect(min(self.x0, other.x0), min(self.y0, other.y0), max(self.x1, other.x1), max(self.y1, other.y1))
+
+    def grown(self, left: int, top: int, right: int, bottom: int) -> Rect:
+        return Rect(self.x0 - left, self.y0 - top, self.x1 + right, self.y1 + bottom)
+
+    def clipped(self, height: int, width: int) -> Rect:
+        return Rect(max(0, self.x0), max(0, self.y0), min(width, self.x1), min(height, self.y1))
+
+    def roi(self) -> Roi:
+        return Roi(x=self.x0, y=self.y0, width=self.x1 - self.x0, height=self.y1 - self.y0)
+
+
+def tile_groups(mask: np.ndarray, tile: int, height: int, width: int) -> list[Rect]:
+    """The pixel bounding box of each 8-connected group of set tiles in ``mask``."""
+    rows, cols = mask.shape
+    labels = -np.ones(mask.shape, dtype=np.int32)
+    boxes: list[Rect] = []
+    for start in zip(*np.nonzero(mask), strict=True):
+        if labels[start] >= 0:
+            continue
+        label = len(boxes)
+        labels[start] = label
+        pending = [start]
+        r0, c0, r1, c1 = start[0], start[1], start[0], start[1]
+        while pending:
+            r, c = pending.pop()
+            r0, c0, r1, c1 = min(r0, r), min(c0, c), max(r1, r), max(c1, c)
+            for nr in range(max(0, r - 1), min(rows, r + 2)):
+                for nc in range(max(0, c - 1), min(cols, c + 2)):
+                    if mask[nr, nc] and labels[nr, nc] < 0:
+                        labels[nr, nc] = label
+                        pending.append((nr, nc))
+        boxes.append(Rect(c0 * tile, r0 * tile, min(width, (c1 + 1) * tile), min(height, (r1 + 1) * tile)))
+    return boxes
+
+
+def merge(rects: Iterable[Rect], gap: int, limit: int) -> list[Rect]:
+    """Merge rectangles closer than ``gap`` pixels until none are, then the pair whose union adds the
+    least area until at most ``limit`` remain (each crop costs the engine a fixed overhead)."""
+    merged = list(rects)
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(merged)):
+            for j in range(i + 1, len(merged)):
+                if merged[i].near(merged[j], gap):
+                    merged[i] = merged[i].union(merged.pop(j))
+                    changed = True
+                    break
+            if changed:
+                break
+    while len(merged) > max(1, limit):
+        best: tuple[int, int, int] | None = None
+        for i in range(len(merged)):
+            for j in range(i + 1, len(merged)):
+                extra = merged[i].union(merged[j]).area - merged[i].area - merged[j].area
+                if best is None or extra < best[0]:
+                    best = (extra, i, j)
+        assert best is not None
+        _, i, j = best
+        merged[i] = merged[i].union(merged.pop(j))
+        return merge(merged, gap, limit)  # a union can now lie near a third rectangle
+    return merged
+
+
+def cover_lines(
+    rects: Sequence[Rect],
+    lines: Sequence[Rect],
+    *,
+    height: int,
+    width: int,
+    gap: int,
+    limit: int,
+    rounds: int,
+) -> tuple[list[Rect], bool]:
+    """Grow ``rects`` until every line box they touch lies inside one of them; merge as they grow.
+
+    Returns the rectangles and whether they settled within ``rounds`` (if not, the caller reads the
+    whole frame rather than cut a line in two).
+    """
+    current = merge((rect.clipped(height, width) for rect in rects), gap, limit)
+    for _ in range(rounds):
+        grown = []
+        changed = False
+        for rect in current:
+            for line in lines:
+                if rect.intersects(line) and not rect.contains(line):
+                    rect = rect.union(line).clipped(height, width)
+                    changed = True
+            grown.append(rect)
+        current = merge(grown, gap, limit)
+        if not changed:
+            return current, True
+    return current, False
+
+
+def cut_edges(rect: Rect, line: Rect, *, height: int, width: int, slack: int) -> tuple[int, int, int, int]:
+    """Which edges of ``rect`` a line read inside it reaches (within ``slack`` pixels) where the frame
+    goes on: the text may continue past them. Returns (left, top, right, bottom) as 0/1 flags."""
+    return (
+        int(rect.x0 > 0 and line.x0 - rect.x0 <= slack),
+        int(rect.y0 > 0 and line.y0 - rect.y0 <= slack),
+        int(rect.x1 < width and rect.x1 - line.x1 <= slack),
+        int(rect.y1 < height and rect.y1 - line.y1 <= slack),
+    )
+
+
+def past_cuts(rect: Rect, lines: Sequence[Rect], *, height: int, width: int, slack: int, step: int) -> Rect:
+    """``rect`` grown past each inner edge that a line read inside it reaches: sideways by four line
+    heights (the words go on), up or down by one line height; at least half a ``step`` either way."""
+    left = top = right = bottom = 0
+    for line in lines:
+        cut_left, cut_top, cut_right, cut_bottom = cut_edges(rect, line, height=height, width=width, slack=slack)
+        size = max(step // 2, line.y1 - line.y0)
+        left, right = max(left, cut_left * 4 * size), max(right, cut_right * 4 * size)
+        top, bottom = max(top, cut_top * size), max(bottom, cut_bottom * size)
+    return rect.grown(left, top, right, bottom).clipped(height, width)
