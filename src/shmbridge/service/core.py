@@ -164,10 +164,13 @@ class ServiceCore:
         """Reject frames over the configured pixel or byte limits before touching them."""
         pixels = height * width
         if pixels > self.config.max_pixels:
-            raise FrameTooLarge(f"{width}x{height} is {pixels} pixels; the limit is {self.config.max_pixels}")
+            raise FrameTooLarge(
+                f"{width}x{height} is {pixels} pixels; the limit is {self.config.max_pixels} (--max-pixels)"
+            )
         if pixels * channels > self.config.max_frame_bytes:
             raise FrameTooLarge(
-                f"{width}x{height}x{channels} is {pixels * channels} bytes; the limit is {self.config.max_frame_bytes}"
+                f"{width}x{height}x{channels} is {pixels * channels} bytes; "
+                f"the limit is {self.config.max_frame_bytes} (--max-frame-bytes)"
             )
 
     @property
