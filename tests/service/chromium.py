@@ -12,6 +12,7 @@ the profile lives in a directory the caller owns.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import json
 import os
@@ -64,7 +65,7 @@ class Chromium:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=wire_fds,  # noqa: PLW1509 - the test process starts no threads before this
+            preexec_fn=wire_fds,  # the child runs only dup2 calls before exec
             close_fds=True,
             pass_fds=(3, 4),  # the numbers wire_fds fills; everything else is closed after it ran
         )
@@ -134,11 +135,9 @@ class Chromium:
         return path
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError, TimeoutError, ConnectionError, RuntimeError):
             if self.proc.poll() is None:
                 self.call("Browser.close")
-        except (OSError, TimeoutError, ConnectionError, RuntimeError):
-            pass
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
@@ -149,10 +148,8 @@ class Chromium:
                 self.proc.kill()
                 self.proc.wait(5)
         for fd in (self._to_browser, self._from_browser):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
     def __enter__(self) -> Chromium:
         return self
