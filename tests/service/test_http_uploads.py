@@ -139,7 +139,8 @@ def test_raw_pixels_sent_the_curl_way(client: httpx.Client) -> None:
 
 def test_generic_body_that_is_no_image_is_415(client: httpx.Client) -> None:
     for headers in ({}, RAW, CURL_FORM):
-        message = error_of(client.post("/api/v1/ocr", content=b"hello, world", headers=headers), 415, "UNSUPPORTED_MEDIA")
+        response = client.post("/api/v1/ocr", content=b"hello, world", headers=headers)
+        message = error_of(response, 415, "UNSUPPORTED_MEDIA")
         assert "height" in message  # says how to send raw pixels instead
 
 
