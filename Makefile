@@ -20,14 +20,18 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,bench,tesseract]'
 	touch $@ $(VENV)/.installed-base
 
-# Debian's English data for the optional tesseract engine: installed only when missing and only where we may
-# (root with apt-get). Elsewhere the tesseract tests skip and say why.
+# Debian packages some tests use, installed only when missing and only where we may (root with apt-get):
+# the English data of the optional tesseract engine, and chromium for the /docs test. Elsewhere those
+# tests skip and say why.
 TESSDATA_ENG ?= /usr/share/tesseract-ocr/5/tessdata/eng.traineddata
 system-deps:
-	@if [ ! -e "$(TESSDATA_ENG)" ] && [ -z "$$TESSDATA_PREFIX" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "installing tesseract-ocr-eng with apt-get"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr-eng >/dev/null) \
-	    || echo "could not install tesseract-ocr-eng: the tesseract tests will skip"; \
+	@missing=""; \
+	if [ ! -e "$(TESSDATA_ENG)" ] && [ -z "$$TESSDATA_PREFIX" ]; then missing=" tesseract-ocr-eng"; fi; \
+	if ! command -v chromium >/dev/null; then missing="$$missing chromium"; fi; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing$$missing with apt-get"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	    || echo "could not install$$missing: the tests that need it will skip"; \
 	fi
 
 venv: $(VENV)/.installed-base

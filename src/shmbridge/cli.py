@@ -35,6 +35,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", dest="http_host", help="HTTP host (default 127.0.0.1)")
     serve.add_argument("--port", dest="http_port", type=int, help="HTTP port (default 8080; 0 picks one)")
     serve.add_argument("--no-http", dest="http_enabled", action="store_false", default=None)
+    serve.add_argument("--no-access-log", dest="access_log", action="store_false", default=None,
+                       help="do not log each HTTP request at INFO")  # fmt: skip
     serve.add_argument("--no-shm", dest="shm_enabled", action="store_false", default=None)
     serve.add_argument("--region-dir", type=Path, help="directory for HTTP-registered shared regions")
     serve.add_argument("--allow-uid", dest="allowed_uids", type=int, action="append", help="peer uid allowed")

@@ -43,6 +43,9 @@ class ServiceConfig(BaseSettings):
     http_enabled: bool = True
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    access_log: bool = Field(
+        default=True, description="Log each HTTP request at INFO (method, path, status, bytes, time, request id)"
+    )
     shm_enabled: bool = True
     socket_path: Path = Field(default_factory=default_socket_path)
     region_dir: Path | None = None

@@ -124,7 +124,7 @@ def test_prometheus_counters_move(client: httpx.Client) -> None:
     assert ok_count(after, "http_raw") == ok_count(before, "http_raw") + 1
     received = ("shmbridge_bytes_received_total", (("mode", "http_raw"),))
     assert after[received] == before.get(received, 0.0) + image.nbytes
-    count = ("shmbridge_request_seconds_count", (("mode", "http_raw"),))
+    count = ("shmbridge_request_seconds_count", (("mode", "http_raw"), ("outcome", "ok")))
     assert after[count] == before.get(count, 0.0) + 1
 
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -107,3 +110,47 @@ def test_fast_png_and_raw_pixels_read_the_same_text(rapidocr_service: ServicePro
         assert t["detect_ms"] + t["recognize_ms"] + t["postprocess_ms"] <= t["engine_ms"]
     regions = text_only.json()["text_regions"]
     check_text(" ".join(region["text"] for region in regions))
+
+
+# -- languages as users write them -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("languages", ["eng", "deu,chi_sim", "de-DE,fr,jpn,zh-TW"])
+def test_covered_languages_in_any_spelling_do_not_warn(
+    rapidocr_service: ServiceProcess, rendered, languages: str
+) -> None:  # type: ignore[no-untyped-def]
+    png, _pixels = rendered
+    with rapidocr_service.client(timeout=120) as http:
+        response = http.post(f"/api/v1/ocr?languages={languages}", content=png, headers={"content-type": "image/png"})
+    assert response.status_code == 200, response.text
+    assert response.json()["warnings"] == []
+    check_text(response.json()["text"])
+
+
+def test_language_warnings_name_the_tag(rapidocr_service: ServiceProcess, rendered) -> None:  # type: ignore[no-untyped-def]
+    png, _pixels = rendered
+    with rapidocr_service.client(timeout=120) as http:
+        response = http.post("/api/v1/ocr?languages=eng,en--US,ko", content=png, headers={"content-type": "image/png"})
+    warnings = response.json()["warnings"]
+    assert any("unknown language tag" in warning and "'en--US'" in warning for warning in warnings), warnings
+    assert any("does not cover ko;" in warning for warning in warnings), warnings
+    assert len(warnings) == 2 and not any("'eng'" in warning or "cover eng" in warning for warning in warnings)
+
+
+def test_info_lists_bcp47_tags(rapidocr_service: ServiceProcess) -> None:
+    with rapidocr_service.client() as http:
+        listed = http.get("/api/v1/bridge/info").json()["engine"]["languages"]
+    assert {"en", "de", "fr", "ja", "zh-Hans", "zh-Hant", "sr-Latn"} <= set(listed)
+    assert not {"german", "french", "japan", "ch", "chinese_cht", "rs_latin"} & set(listed)
+
+
+def test_cli_language_eng_does_not_warn(rapidocr_service: ServiceProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    shot = tmp_path / "shot.png"
+    render_text(LINES).save(shot)
+    command = [sys.executable, "-m", "shmbridge.cli", "ocr", "--url", rapidocr_service.base_url, "--mode", "http",
+               "--language", "eng", "--json", str(shot)]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, timeout=180, check=False)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["warnings"] == [] and "not cover" not in out.stderr
+    check_text(result["text"])

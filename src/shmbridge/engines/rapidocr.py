@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .. import languages
 from ..errors import EngineUnavailable, ErrorCode, InvalidRequest
 from ..models import OcrOptions, PixelFormat, TextLine
 from .backends import require_backend
@@ -75,18 +76,18 @@ def locate_models(model_dir: str | Path | None = None, use_cls: bool = False) ->
 
 
 def rapidocr_language(tag: str) -> str:
-    """A BCP-47 tag (``en-US``, ``zh-Hant``) as RapidOCR's language code (``en``, ``chinese_cht``)."""
-    lowered = tag.replace("_", "-").strip().lower()
-    base = lowered.split("-")[0]
-    if base == "zh":
-        return "chinese_cht" if any(part in lowered.split("-") for part in ("hant", "tw", "hk", "mo")) else "ch"
-    return {"ja": "japan"}.get(base, base)
+    """A BCP-47 tag or Tesseract code (``en-US``, ``zh-Hant``, ``eng``) as RapidOCR's name (``en``, ``chinese_cht``)."""
+    return languages.rapidocr_code(tag) or tag
 
 
-def option_warnings(options: OcrOptions, languages: frozenset[str]) -> list[str]:
+def option_warnings(options: OcrOptions, covered: frozenset[str]) -> list[str]:
     """Say which requested options RapidOCR cannot honour; defaults never produce a warning."""
     warnings: list[str] = []
-    uncovered = [tag for tag in options.languages if rapidocr_language(tag) not in languages]
+    unknown = languages.unknown_tags_warning(options.languages)
+    if unknown:
+        warnings.append(unknown)
+    known = [tag for tag in options.languages if languages.parse(tag) is not None]
+    uncovered = [tag for tag in known if rapidocr_language(tag) not in covered]
     if uncovered:
         warnings.append(
             f"rapidocr's {REC_VERSION[0]} model does not cover {', '.join(uncovered)}; "
@@ -295,7 +296,7 @@ class RapidOcrEngine(Engine):
         return {
             **super().capabilities(),
             "recognition_levels": ["accurate", "fast"],
-            "languages": sorted(self._languages),
+            "languages": languages.bcp47_list(languages.from_rapidocr(code) for code in self._languages),
             "custom_words": False,
             "minimum_text_height": "lines shorter than a minimum above the default 1/32 are dropped",
             **self._settings,

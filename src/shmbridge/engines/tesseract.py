@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .. import languages
 from ..errors import EngineUnavailable, ErrorCode, InvalidRequest
 from ..models import OcrOptions, PixelFormat, TextLine
 from .base import Engine, EngineOutput
@@ -36,16 +37,6 @@ TESSDATA_DIRS = (
     "/opt/homebrew/share/tessdata",
 )
 
-#: BCP-47 primary language (or ``zh-Hans``/``zh-Hant``) to tesseract's traineddata name.
-LANGUAGE_CODES = {
-    "ar": "ara", "bg": "bul", "ca": "cat", "cs": "ces", "da": "dan", "de": "deu", "el": "ell",
-    "en": "eng", "es": "spa", "et": "est", "fi": "fin", "fr": "fra", "he": "heb", "hi": "hin",
-    "hr": "hrv", "hu": "hun", "id": "ind", "it": "ita", "ja": "jpn", "ko": "kor", "lt": "lit",
-    "lv": "lav", "nb": "nor", "nl": "nld", "no": "nor", "pl": "pol", "pt": "por", "ro": "ron",
-    "ru": "rus", "sk": "slk", "sl": "slv", "sr": "srp", "sv": "swe", "th": "tha", "tr": "tur",
-    "uk": "ukr", "vi": "vie", "zh-hans": "chi_sim", "zh-hant": "chi_tra",
-}  # fmt: skip
-
 #: Tesseract's fallback when an image carries no resolution; set explicitly so it stops warning on stderr.
 DEFAULT_DPI = 70
 #: Language sets kept loaded per instance besides the constructed one (each costs tens of MB).
@@ -53,15 +44,9 @@ MAX_EXTRA_LANGUAGE_SETS = 3
 
 
 def tesseract_language(tag: str) -> str | None:
-    """``en-US`` -> ``eng``, ``zh-Hant-TW`` -> ``chi_tra``; ``None`` for a language tesseract has no name
-    for here. A tesseract code given as is (``deu``) passes through."""
-    parts = tag.replace("_", "-").strip().lower().split("-")
-    if parts[0] == "zh":
-        traditional = any(part in ("hant", "tw", "hk", "mo") for part in parts[1:])
-        return LANGUAGE_CODES["zh-hant" if traditional else "zh-hans"]
-    if len(parts[0]) == 3 and parts[0] in LANGUAGE_CODES.values():
-        return parts[0]
-    return LANGUAGE_CODES.get(parts[0])
+    """``en-US`` -> ``eng``, ``zh-Hant-TW`` -> ``chi_tra``, ``deu`` -> ``deu`` (see ``shmbridge.languages``);
+    ``None`` for a language tesseract has no name for."""
+    return languages.tesseract_code(tag)
 
 
 def debian_package(code: str) -> str:
@@ -148,7 +133,8 @@ class TesseractEngine(Engine):
         for tag in options.languages:
             code = tesseract_language(tag)
             if code is None:
-                warnings.append(f"tesseract has no language code for {tag!r}; it was ignored")
+                unknown = languages.unknown_tags_warning([tag])
+                warnings.append(unknown or f"tesseract has no language code for {tag!r}; it was ignored")
             elif code not in codes:
                 codes.append(code)
         missing = self._missing_data(codes)
@@ -227,7 +213,10 @@ class TesseractEngine(Engine):
         return {
             **super().capabilities(),
             "recognition_levels": ["accurate"],
-            "languages": self._default_langs.split("+"),
+            "languages": languages.bcp47_list(languages.from_tesseract(code) for code in installed),
+            "default_languages": languages.bcp47_list(
+                languages.from_tesseract(c) for c in self._default_langs.split("+")
+            ),
             "installed_languages": installed,
             "custom_words": False,
             "minimum_text_height": "lines shorter than a minimum above the default 1/32 are dropped",

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .. import languages
 from ..errors import EngineError, EngineUnavailable, ErrorCode, InvalidRequest
 from ..models import Box, OcrOptions, PixelFormat, TextLine
 from .base import Engine, EngineOutput
@@ -119,7 +120,8 @@ def assemble_lines(observations: Iterable[Observation], width: int, height: int)
 def match_languages(requested: Sequence[str], supported: Collection[str]) -> tuple[list[str], list[str]]:
     """Vision's spelling of each requested language, and the requested tags it does not support.
 
-    An exact match wins (case-insensitive); otherwise the first supported tag with the same language
+    Tesseract codes are read as their BCP-47 tags. An exact match wins (case-insensitive); otherwise the
+    first supported tag with the same language
     (``en`` -> ``en-US``; ``zh-TW`` -> ``zh-Hant``).
     """
     exact = {tag.lower(): tag for tag in supported}
@@ -129,7 +131,8 @@ def match_languages(requested: Sequence[str], supported: Collection[str]) -> tup
     kept: list[str] = []
     unsupported: list[str] = []
     for tag in requested:
-        found = exact.get(tag.replace("_", "-").lower()) or by_language.get(_language_key(tag))
+        spelled = languages.bcp47(tag) or tag  # eng -> en, chi_tra -> zh-Hant
+        found = exact.get(spelled.lower()) or by_language.get(_language_key(spelled))
         if found is None:
             unsupported.append(tag)
         elif found not in kept:

@@ -173,10 +173,13 @@ class ServiceCore:
         """Reject frames over the configured pixel or byte limits before touching them."""
         pixels = height * width
         if pixels > self.config.max_pixels:
-            raise FrameTooLarge(f"{width}x{height} is {pixels} pixels; the limit is {self.config.max_pixels}")
+            raise FrameTooLarge(
+                f"{width}x{height} is {pixels} pixels; the limit is {self.config.max_pixels} (--max-pixels)"
+            )
         if pixels * channels > self.config.max_frame_bytes:
             raise FrameTooLarge(
-                f"{width}x{height}x{channels} is {pixels * channels} bytes; the limit is {self.config.max_frame_bytes}"
+                f"{width}x{height}x{channels} is {pixels * channels} bytes; "
+                f"the limit is {self.config.max_frame_bytes} (--max-frame-bytes)"
             )
 
     @property
@@ -213,10 +216,10 @@ class ServiceCore:
             return self._succeed(output, options, request_id, image, mode, started, 0.0, engine_s,
                                  copied + copied_bytes, received_bytes)  # fmt: skip
         except ShmBridgeError as exc:
-            self._record_failure(mode, exc)
+            self._record_failure(mode, exc, started)
             raise
         except Exception as exc:
-            raise self._engine_failure(mode, request_id, exc) from exc
+            raise self._engine_failure(mode, request_id, exc, started) from exc
 
     async def process(
         self,
@@ -283,11 +286,11 @@ class ServiceCore:
         except ShmBridgeError as exc:
             if not isinstance(exc, EngineTimeout):  # a timed-out engine thread releases when it ends
                 release()
-            self._record_failure(mode, exc)
+            self._record_failure(mode, exc, started)
             raise
         except Exception as exc:
             release()
-            raise self._engine_failure(mode, request_id, exc) from exc
+            raise self._engine_failure(mode, request_id, exc, started) from exc
 
     def _prepare(
         self, image: np.ndarray, pixel_format: PixelFormat, options: OcrOptions
@@ -321,13 +324,13 @@ class ServiceCore:
         self.metrics.observe_stages(self.pool.name, output.stages)
         return result
 
-    def _record_failure(self, mode: str, exc: ShmBridgeError) -> None:
-        self.metrics.observe(mode, exc.code.name.lower())
+    def _record_failure(self, mode: str, exc: ShmBridgeError, started: float) -> None:
+        self.metrics.observe(mode, exc.code.name.lower(), total_s=time.perf_counter() - started)
         if not isinstance(exc, Busy) and exc.http_status >= 500:
             self.last_error = f"{exc.code.name}: {exc.message}"
 
-    def _engine_failure(self, mode: str, request_id: str | None, exc: Exception) -> EngineError:
-        self.metrics.observe(mode, "engine_failed")
+    def _engine_failure(self, mode: str, request_id: str | None, exc: Exception, started: float) -> EngineError:
+        self.metrics.observe(mode, "engine_failed", total_s=time.perf_counter() - started)
         self.last_error = f"ENGINE_FAILED: {exc!r}"
         log.exception("engine failed on request %s", request_id)
         return EngineError(f"engine {self.pool.name} failed: {exc}")

@@ -2,8 +2,9 @@
 
 It wires the routers (legacy JSON in ``http_legacy``, raw and encoded bodies in ``http_fast``, named
 regions in ``http_shmem``), the one error shape and body limits (``http_errors``), and serves the small
-read-only routes itself: ``/health``, ``/api/v1/bridge/info``, ``/metrics`` (Prometheus) and
-``/metrics/enhanced`` (JSON with percentiles). OpenAPI is at ``/openapi.json``, its UI at ``/docs``.
+read-only routes itself: ``/health`` (= ``/health/ready``), ``/health/live``, ``/api/v1/bridge/info``,
+``/metrics`` (Prometheus) and ``/metrics/enhanced`` (JSON with percentiles). The access log is
+``http_access``. OpenAPI is at ``/openapi.json``, its UI at ``/docs``.
 
 It must never do OCR itself or bypass ``ServiceCore.process``: every transport shares admission, timeouts
 and metrics there. The region registry it creates is closed by ``Server`` at shutdown
@@ -26,6 +27,7 @@ from .body_budget import BodyBudget, BodyBudgetMiddleware
 from .core import ServiceCore
 from .fd_budget import Descriptors
 from .http_auth import BearerTokenMiddleware
+from .http_access import AccessLogMiddleware
 from .http_context import DecodeGate, HttpContext
 from .http_docs import install_docs
 from .http_errors import BodyLimitMiddleware, install_error_handlers
@@ -98,6 +100,8 @@ def create_app(
         app.add_middleware(
             BearerTokenMiddleware, token=config.api_token.get_secret_value(), protect_metrics=config.metrics_auth
         )
+    if config.access_log:  # outermost, so it sees every answer, the body limit's too
+        app.add_middleware(AccessLogMiddleware)
     install_error_handlers(app)
     app.include_router(legacy_router(ctx))
     app.include_router(fast_router(ctx))
@@ -109,7 +113,12 @@ def create_app(
 def _add_service_routes(app: FastAPI, ctx: HttpContext) -> None:
     core, config = ctx.core, ctx.config
 
+    @app.get("/health/live", tags=["service"], summary="Liveness: 200 while the process answers HTTP at all")
+    async def health_live() -> dict[str, str]:
+        return {"status": "alive"}
+
     @app.get("/health", tags=["service"], summary="200 when ready, 503 while starting or shutting down")
+    @app.get("/health/ready", tags=["service"], summary="Readiness (the same as /health): 200 when ready for OCR")
     async def health() -> JSONResponse:
         body = {
             "status": "ok" if core.ready else "unavailable",

@@ -28,7 +28,7 @@ from .session_server import SessionServer
 
 T = TypeVar("T")
 
-#: Header a client sets on requests it sends because shared memory failed (counted in metrics.fallbacks).
+#: Header a client sets on requests it sends because shared memory failed (counted in shmbridge_fallbacks_total).
 FALLBACK_HEADER = "x-shmbridge-fallback"
 #: Header naming the client for region quotas; without it the client is its remote address.
 CLIENT_HEADER = "x-shmbridge-client"
@@ -112,7 +112,7 @@ class HttpContext:
     def count_fallback(self, request: Request) -> bool:
         """Count a request the client marked as a shared-memory fallback."""
         if request.headers.get(FALLBACK_HEADER, "").strip().lower() in {"1", "true", "yes"}:
-            self.core.metrics.fallbacks.inc()
+            self.core.metrics.count_fallback()
             return True
         return False
 

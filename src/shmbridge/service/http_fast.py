@@ -1,7 +1,8 @@
 """``POST /api/v1/ocr``: the fast HTTP path, for clients that cannot use shared memory (and for fallback).
 
-The body is the image itself, never JSON: either an encoded file (PNG, JPEG, WebP, BMP, TIFF, GIF; mode
-``http_image``) or raw uint8 pixels as ``application/octet-stream`` with their shape in the query
+The body is the image itself (or the one file of a multipart form, ``http_uploads``), never JSON: either
+an encoded file (PNG, JPEG, WebP, BMP, TIFF, GIF; mode ``http_image``; without a specific content type
+its magic number decides) or raw uint8 pixels as ``application/octet-stream`` with their shape in the query
 (``height``, ``width``, ``channels``, ``pixel_format``, ``pitch``) or in headers (``X-Shmbridge-Shape: HxWxC``,
 ``X-Shmbridge-Pixel-Format``; mode ``http_raw``). Raw bytes are viewed with numpy where they landed, never
 re-encoded or copied again. OCR options travel as query parameters; an unknown parameter is an error,
@@ -14,27 +15,29 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from ..errors import ErrorCode, InvalidRequest, ShmBridgeError, UnsupportedMedia
+from ..errors import ErrorCode, InvalidRequest, ShmBridgeError
 from ..models import OcrResult, PixelFormat, Roi
-from .http_context import HttpContext, read_body, request_id_of, tag_request
-from .http_images import (
-    ALLOWED_FORMATS,
-    IMAGE_MEDIA_TYPES,
-    RAW_MEDIA_TYPE,
-    decode_image,
-    parse_shape,
-    raw_view,
-)
+from .http_context import HttpContext, request_id_of, tag_request
+from .http_images import RAW_MEDIA_TYPE, decode_image, parse_shape, raw_view
 from .http_models import ERROR_RESPONSES, MAX_FIELD, build_options, resolve_format
+from .http_uploads import GENERIC_MEDIA_TYPES, MULTIPART, check_media, media_type, read_upload, require_image
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 _BODY_DOC = {
     "requestBody": {
         "required": True,
-        "description": "An encoded image, or raw uint8 pixels (application/octet-stream) with their shape given.",
+        "description": "An encoded image, or raw uint8 pixels (application/octet-stream) with their shape given; "
+        "as the body or as the one file of a multipart form. Without a specific type the bytes decide.",
         "content": {
             **{media: _BINARY for media in ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/tiff")},
             RAW_MEDIA_TYPE: _BINARY,
+            MULTIPART: {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
         },
     }
 }
@@ -90,18 +93,15 @@ def fast_router(ctx: HttpContext) -> APIRouter:
     ) -> OcrResult:
         rid = tag_request(request, response, request_id_of(request, request_id))
         ctx.count_fallback(request)
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        media = media_type(request.headers.get("content-type"))
         shape_given = height is not None or width is not None or x_shmbridge_shape is not None
-        raw = shape_given and media in ("", RAW_MEDIA_TYPE)
+        raw = shape_given and (media in GENERIC_MEDIA_TYPES or media == MULTIPART)
         mode = "http_raw" if raw else "http_image"
         try:
             unknown = sorted(set(request.query_params) - _QUERY)
             if unknown:
                 raise InvalidRequest(f"unknown query parameter(s): {', '.join(unknown)}", code=ErrorCode.UNKNOWN_OPTION)
-            if media not in ("", RAW_MEDIA_TYPE) and media not in IMAGE_MEDIA_TYPES:
-                raise UnsupportedMedia(
-                    f"content type {media!r} is not an image ({', '.join(ALLOWED_FORMATS)}) or {RAW_MEDIA_TYPE}"
-                )
+            check_media(media)
             if shape_given and not raw:
                 raise InvalidRequest(f"shape parameters describe raw pixels: send them as {RAW_MEDIA_TYPE}")
             options = build_options(
@@ -115,9 +115,14 @@ def fast_router(ctx: HttpContext) -> APIRouter:
                 shape = _raw_shape(height, width, channels, x_shmbridge_shape)
                 fmt, count = resolve_format(shape[2], pixel_format or x_shmbridge_pixel_format)
                 ctx.core.check_frame_size(shape[0], shape[1], count)
-            body = await read_body(request, ctx.config.max_frame_bytes)
+            upload = await read_upload(request, ctx.config.max_frame_bytes)
+            body = upload.body
+            if raw and not upload.generic:
+                raise InvalidRequest(f"shape parameters describe raw pixels: send them as {RAW_MEDIA_TYPE}")
             if raw:
                 image = raw_view(body, shape[0], shape[1], count, pitch)
+            else:
+                require_image(upload)
         except ShmBridgeError as exc:
             ctx.observe_error(mode, exc)
             raise

@@ -30,6 +30,7 @@ from PIL import Image
 from ..errors import ErrorCode, FrameTooLarge, InvalidRequest, ShmBridgeError
 from ..models import PixelFormat
 from .image_bounds import check_frame_chain
+from .http_sniff import header_size
 
 #: Pillow format names we parse. GIF is accepted too because the old service took it.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
@@ -99,6 +100,9 @@ def decode_image(data: bytes | bytearray | memoryview, check_size: SizeCheck) ->
     if not len(data):
         raise InvalidRequest("the image is empty", code=ErrorCode.BAD_DIMENSIONS)
     check_frame_chain(data)  # a TIFF of 100k chained frames is refused before Pillow sees it
+    declared = header_size(data)
+    if declared is not None:  # our --max-pixels decides before Pillow's own bomb check can
+        check_size(declared[1], declared[0], 1)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limits decide

@@ -4,13 +4,20 @@ Each ``Metrics`` owns its own ``CollectorRegistry`` so several services (tests, 
 one process without clashing. The JSON view adds p50/p95/p99 from a bounded window of recent latencies,
 which Prometheus histograms cannot give exactly.
 
-Per-request figures (request counts, bytes, three latency histograms) are plain integers and lists that
-``observe`` bumps in about a microsecond; a custom collector turns them into Prometheus families only when
+Per-request figures (request counts, bytes, latency histograms, fallbacks) are plain integers and lists
+that ``observe`` bumps in about a microsecond; a custom collector turns them into Prometheus families only when
 ``/metrics`` is scraped. ``prometheus_client``'s own Counter and Histogram cost several microseconds per
 call each (locks, a Python loop over the buckets), which on the shared-memory path was a sizeable part of
 the whole round trip. ``observe`` runs on the event loop and on session threads, so it takes one
 uncontended lock (about 0.1 µs); readers copy the request counts before they walk them. Gauges that
 change rarely stay ``prometheus_client`` objects.
+
+``shmbridge_request_seconds`` is labelled by mode and outcome (``ok`` or the error code in lower case) and
+counts every request that reached ``ServiceCore``; requests refused before it (a bad body, an undecodable
+image) are counted in ``shmbridge_requests_total`` only. Queue and engine times are of successful requests.
+The registry also carries the standard ``process_*`` and ``python_*`` collectors, and no series ends in
+``_created``: every counter is rendered here, and ``prometheus_client`` adds that series to its own
+``Counter`` objects only (switching it off there is process-wide).
 """
 
 from __future__ import annotations
@@ -20,7 +27,14 @@ from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -31,12 +45,12 @@ _BUCKETS = (
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
 _WINDOW = 2048
-#: name, help, for the three latency histograms (the order ``observe`` takes them in).
+#: name, help, for the latency histograms of successful requests by mode (the order ``observe`` takes them in).
 _HISTOGRAMS = (
     ("shmbridge_queue_seconds", "Time waiting for admission"),
     ("shmbridge_engine_seconds", "Time inside the OCR engine"),
-    ("shmbridge_request_seconds", "Service-side time per request"),
 )
+_REQUEST_HISTOGRAM = ("shmbridge_request_seconds", "Service-side time per request, by transport mode and outcome")
 
 
 def percentiles(ordered: list[float]) -> dict[str, float | int]:
@@ -81,7 +95,7 @@ class _ModeSeries:
         self.received = 0
         self.copied = 0
         self.zero_copy = 0
-        self.histograms = (_Histogram(), _Histogram(), _Histogram())
+        self.histograms = (_Histogram(), _Histogram())
         self.window: deque[float] = deque(maxlen=_WINDOW)  # the last total latencies, for percentiles
 
 
@@ -126,6 +140,17 @@ class _HotPathCollector(Collector):
         for (engine, stage), buckets, total in stage_items:
             stages.add_metric([engine, stage], buckets, total)
         yield stages
+        requests_seconds = HistogramMetricFamily(*_REQUEST_HISTOGRAM, labels=["mode", "outcome"])
+        with m._lock:
+            by_outcome = [(key, h.cumulative(), h.total) for key, h in sorted(m.request_latency.items())]
+        for (mode, outcome), buckets, total in by_outcome:
+            requests_seconds.add_metric([mode, outcome], buckets, total)
+        yield requests_seconds
+        fallbacks = CounterMetricFamily(
+            "shmbridge_fallbacks", "HTTP requests a client marked as a shared-memory fallback", labels=[]
+        )
+        fallbacks.add_metric([], m.fallback_count())
+        yield fallbacks
 
 
 class Metrics:
@@ -138,11 +163,13 @@ class Metrics:
         self.request_counts: dict[tuple[str, str], int] = {}
         #: (engine, stage) → latency histogram; an entry appears with the first request that had the stage.
         self.stage_histograms: dict[tuple[str, str], _Histogram] = {}
-        self._lock = threading.Lock()  # guards request_counts and the series' counters and windows
+        self.request_latency: dict[tuple[str, str], _Histogram] = {}  # (mode, outcome) -> total time
+        self._fallbacks = 0
+        self._lock = threading.Lock()  # guards the counts, histograms and windows above and in the series
         reg.register(_HotPathCollector(self))
-        self.fallbacks = Counter(
-            "shmbridge_fallbacks", "HTTP requests a client marked as a shared-memory fallback", registry=reg
-        )
+        ProcessCollector(registry=reg)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+        PlatformCollector(registry=reg)  # python_info
+        GCCollector(registry=reg)  # python_gc_*
         self.in_flight = Gauge("shmbridge_in_flight", "Requests admitted and not finished", registry=reg)
         self.queued = Gauge("shmbridge_queued", "Requests waiting for admission", registry=reg)
         self.sessions = Gauge("shmbridge_sessions", "Open shared-memory sessions", registry=reg)
@@ -170,22 +197,27 @@ class Metrics:
         *,
         queue_s: float = 0.0,
         engine_s: float = 0.0,
-        total_s: float = 0.0,
+        total_s: float | None = None,
         received: int = 0,
         copied: int = 0,
     ) -> None:
-        """Record one finished request (from any thread)."""
+        """Record one finished request (from any thread); ``total_s`` is ``None`` when it never reached the core."""
         self.check_mode(mode)
         key = (mode, outcome)
         with self._lock:
             self.request_counts[key] = self.request_counts.get(key, 0) + 1
+            if total_s is not None:
+                latency = self.request_latency.get(key)
+                if latency is None:
+                    latency = self.request_latency[key] = _Histogram()
+                latency.observe(total_s)
             if outcome != "ok":
                 return
+            total_s = total_s or 0.0
             series = self.series[mode]
-            queue_h, engine_h, total_h = series.histograms
+            queue_h, engine_h = series.histograms
             queue_h.observe(queue_s)
             engine_h.observe(engine_s)
-            total_h.observe(total_s)
             series.received += received
             if copied:
                 series.copied += copied
@@ -228,13 +260,13 @@ class Metrics:
     def ok_requests(self) -> int:
         return sum(count for (_mode, outcome), count in self.request_counts_snapshot() if outcome == "ok")
 
-    def fallback_count(self) -> float:
-        return sum(
-            sample.value
-            for metric in self.fallbacks.collect()
-            for sample in metric.samples
-            if sample.name.endswith("_total")
-        )
+    def count_fallback(self) -> None:
+        """Count an HTTP request a client marked as a shared-memory fallback."""
+        with self._lock:
+            self._fallbacks += 1
+
+    def fallback_count(self) -> int:
+        return self._fallbacks
 
     def zero_copy_ratio(self) -> float:
         ok = self.ok_requests()

@@ -585,7 +585,7 @@ class Session:
 
     async def _wind_down(self, reason: str) -> None:
         """Let the thread end, finish or cancel in-flight work, then release every mapping. Never raises."""
-        log.info("session %s ends: %s", self.id, reason)
+        log.debug("session %s ends: %s", self.id, reason)  # housekeeping: one per session
         config = self.server.config
         try:
             if self._thread.is_alive():  # a half-close ends its read at once; a notify ends a backpressure wait
@@ -637,7 +637,7 @@ class Session:
                 self.memory.close()
             except BufferError:
                 log.error("session %s: a view of its memory is still referenced; mapping kept", self.id)
-        log.info("session %s released %d bytes of shared memory", self.id, released)
+        log.debug("session %s released %d bytes of shared memory", self.id, released)
 
 
 def _busy_unnoticed() -> None:
