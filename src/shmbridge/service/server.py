@@ -18,6 +18,7 @@ import contextlib
 import logging
 import math
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -30,6 +31,33 @@ from .session_server import SessionServer
 
 log = logging.getLogger("shmbridge.server")
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class ListenError(OSError):
+    """The HTTP address could not be bound (taken, privileged, not an address of this host)."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.host = host
+        self.port = port
+
+
+def bind_http(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for uvicorn, so that a taken port is one typed error before anything starts
+    (uvicorn's own bind logs a traceback and calls ``sys.exit``)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]  # fmt: skip
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:  # socket.gaierror included: a host name that does not resolve
+        raise ListenError(host, port, exc) from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ListenError(host, port, exc) from None
+    return sock
 
 
 class Server:
@@ -70,14 +98,21 @@ class Server:
 
     async def _startup(self) -> None:
         assert self.core is not None
-        await self.core.start()
-        if self.config.shm_enabled:
-            self.sessions = SessionServer(self.core, self.budget)
-            await self.sessions.start()
-        if self.config.http_enabled:
-            await self._start_http()
+        # Bound first: a taken port fails before the engines load and the socket appears.
+        listener = bind_http(self.config.http_host, self.config.http_port) if self.config.http_enabled else None
+        try:
+            await self.core.start()
+            if self.config.shm_enabled:
+                self.sessions = SessionServer(self.core, self.budget)
+                await self.sessions.start()
+        except BaseException:
+            if listener is not None:
+                listener.close()
+            raise
+        if listener is not None:
+            await self._start_http(listener)
 
-    async def _start_http(self) -> None:
+    async def _start_http(self, listener: socket.socket) -> None:
         import uvicorn
 
         from .http_app import create_app
@@ -96,7 +131,7 @@ class Server:
             timeout_keep_alive=30,
         )
         self._http = _EmbeddedUvicorn(uv_config)
-        self._http_task = asyncio.get_running_loop().create_task(self._http.serve(), name="http")
+        self._http_task = asyncio.get_running_loop().create_task(self._http.serve([listener]), name="http")
         while not self._http.started:
             if self._http_task.done():
                 self._http_task.result()  # raises the bind error
