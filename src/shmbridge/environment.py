@@ -76,7 +76,7 @@ def socket_from_environment(environ: Mapping[str, str] | None = None) -> tuple[s
     if old is not None:
         ignored = f"; {SOCKET_VARIABLE} wins" if value else ""
         warnings.warn(f"{old} is deprecated: set {SOCKET_VARIABLE}, the name the service reads{ignored}",
-                      FutureWarning, stacklevel=3)  # fmt: skip
+                      FutureWarning, stacklevel=4)  # fmt: skip
     if value:
         return value, SOCKET_VARIABLE
     if old is not None:

@@ -41,7 +41,7 @@ def parse_size(value: object) -> object:
         return value
     match = _SIZE.match(value)
     if not match or match.group(2).lower() not in _UNITS:
-        raise ValueError(f"{value!r} is not a size; write {SIZE_HINT}")
+        raise ValueError(f"{value!r} is not a size")
     number, unit = match.groups()
     size = float(number) * _UNITS[unit.lower()]
     if size != int(size):

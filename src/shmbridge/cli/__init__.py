@@ -12,6 +12,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from typing import NoReturn
 
 from ..environment import LOG_LEVEL_VARIABLE, warn_unknown_variables
@@ -86,6 +87,10 @@ def _resolve_log_level(parser: argparse.ArgumentParser, args: argparse.Namespace
     return "info"
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
+    return f"shmbridge: {category.__name__}: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -93,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         level=_resolve_log_level(parser, args).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.captureWarnings(True)  # deprecation warnings as one log line, not a source excerpt
+    warnings.formatwarning = _one_line_warning  # a deprecation is one line, not a source excerpt
     warn_unknown_variables()
     return args.run(args)
 

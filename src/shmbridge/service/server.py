@@ -82,10 +82,12 @@ class Server:
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
+        # Bound first: a taken port fails before anything starts (engines, the socket, the shutdown log).
+        listener = bind_http(self.config.http_host, self.config.http_port) if self.config.http_enabled else None
         with self._signals(loop):
             self.core = ServiceCore(self.config)
             try:
-                await self._startup()
+                await self._startup(listener)
                 self.started.set()
                 log.info("shmbridge ready (engine %s)", self.config.engine)
                 await self._stop.wait()
@@ -96,10 +98,8 @@ class Server:
         self._force = self._force or force
         self._stop.set()
 
-    async def _startup(self) -> None:
+    async def _startup(self, listener: socket.socket | None) -> None:
         assert self.core is not None
-        # Bound first: a taken port fails before the engines load and the socket appears.
-        listener = bind_http(self.config.http_host, self.config.http_port) if self.config.http_enabled else None
         try:
             await self.core.start()
             if self.config.shm_enabled:
