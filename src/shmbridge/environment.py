@@ -31,6 +31,11 @@ def variable_for(field: str) -> str:
     return PREFIX + field.upper()
 
 
+def limit_hint(field: str) -> str:
+    """What a limit error adds: the service flag and variable that raise the limit of ``field``."""
+    return f"raise it with the service's --{field.replace('_', '-')} / {variable_for(field)}"
+
+
 def known_variables() -> frozenset[str]:
     from .config import ServiceConfig
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .environment import limit_hint
 from .errors import ErrorCode, InvalidRequest, MemoryLimitExceeded, SessionLimitExceeded
 
 PAGE = mmap.PAGESIZE
@@ -236,7 +237,9 @@ class MemoryBudget:
         may not have read the BYE yet when the new HELLO arrives."""
         with self._lock:
             if not self._session_left.wait_for(lambda: self.sessions < self.max_sessions, wait):
-                raise SessionLimitExceeded(f"the service already holds {self.sessions} sessions (the limit)")
+                raise SessionLimitExceeded(
+                    f"the service already holds {self.sessions} sessions, its limit ({limit_hint('max_sessions')})"
+                )
             self.sessions += 1
 
     def close_session(self) -> None:
@@ -249,7 +252,7 @@ class MemoryBudget:
             if self.used_bytes + nbytes > self.total_bytes:
                 raise MemoryLimitExceeded(
                     f"{nbytes} more bytes would exceed the service's total of {self.total_bytes} "
-                    f"({self.used_bytes} in use)"
+                    f"({self.used_bytes} in use; {limit_hint('total_bytes')})"
                 )
             self.used_bytes += nbytes
 
@@ -287,7 +290,10 @@ class SessionMemory:
             raise InvalidRequest(f"a segment for {frame_bytes}-byte frames makes no sense",
                                  code=ErrorCode.BAD_DIMENSIONS)  # fmt: skip
         if frame_bytes > self.max_frame_bytes:
-            raise MemoryLimitExceeded(f"a {frame_bytes}-byte frame exceeds the {self.max_frame_bytes}-byte frame limit")
+            raise MemoryLimitExceeded(
+                f"a {frame_bytes}-byte frame exceeds the {self.max_frame_bytes}-byte frame limit "
+                f"({limit_hint('max_frame_bytes')})"
+            )
         slot_size = size_class(frame_bytes)
         slot_count = max(1, slot_count)
         nbytes = slot_size * slot_count
@@ -297,7 +303,7 @@ class SessionMemory:
             if slot_count < 1:
                 raise MemoryLimitExceeded(
                     f"a {slot_size}-byte slot would exceed this session's limit of {self.session_bytes} "
-                    f"bytes ({self.used_bytes} in use)"
+                    f"bytes ({self.used_bytes} in use; {limit_hint('session_bytes')})"
                 )
             nbytes = slot_size * slot_count
         self.budget.reserve(nbytes)

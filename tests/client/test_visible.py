@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from shmbridge import AsyncClient, Client, Diagnosis
+from shmbridge import AsyncClient, Client, Diagnosis, FrameTooLarge, SessionLimitExceeded
 from shmbridge.client.session import AsyncSessionClient
-from tests.support.service import RunningService
+from tests.support.service import RunningService, running_service
 
 from .helpers import full_checksum, image
 
@@ -119,3 +119,15 @@ def test_ocr_in_text_mode_says_why_it_fell_back(service: RunningService, tmp_pat
     assert done.returncode == 0, done.stderr
     warned = [line for line in done.stderr.splitlines() if NOPE in line]
     assert len(warned) == 1 and "No such file or directory" in warned[0]  # once for both inputs
+
+
+def test_limit_errors_name_the_flag_that_raises_the_limit(tmp_path: Path) -> None:
+    with running_service(tmp_path, "--max-pixels", "1000", "--max-sessions", "1") as service:
+        with Client(service.url, mode="http") as client, pytest.raises(FrameTooLarge) as raised:
+            client.ocr(image(8))  # 64x48 pixels
+        assert "--max-pixels / SHMBRIDGE_MAX_PIXELS" in raised.value.message
+        with Client(service.url, mode="shm") as first, Client(service.url, mode="shm") as second:
+            assert first.session_active
+            with pytest.raises(SessionLimitExceeded) as refused:
+                second.ocr(image(9, 8, 8))
+        assert "--max-sessions / SHMBRIDGE_MAX_SESSIONS" in refused.value.message

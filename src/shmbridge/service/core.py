@@ -26,6 +26,7 @@ from ..config import ServiceConfig
 from ..engines import Engine, EngineOutput, create_engine
 from ..engines.pixels import convert, crop, validate_image
 from ..engines.results import reading_order, shift_lines
+from ..environment import limit_hint
 from ..errors import (
     Busy,
     EngineError,
@@ -164,10 +165,14 @@ class ServiceCore:
         """Reject frames over the configured pixel or byte limits before touching them."""
         pixels = height * width
         if pixels > self.config.max_pixels:
-            raise FrameTooLarge(f"{width}x{height} is {pixels} pixels; the limit is {self.config.max_pixels}")
+            raise FrameTooLarge(
+                f"{width}x{height} is {pixels} pixels; the limit is {self.config.max_pixels} "
+                f"({limit_hint('max_pixels')})"
+            )
         if pixels * channels > self.config.max_frame_bytes:
             raise FrameTooLarge(
-                f"{width}x{height}x{channels} is {pixels * channels} bytes; the limit is {self.config.max_frame_bytes}"
+                f"{width}x{height}x{channels} is {pixels * channels} bytes; the limit is "
+                f"{self.config.max_frame_bytes} ({limit_hint('max_frame_bytes')})"
             )
 
     @property
