@@ -22,6 +22,9 @@ LOG_LEVEL_VARIABLE = "SHMBRIDGE_LOG_LEVEL"
 #: Old spelling → the one name. Read with a warning; never removed without a release note.
 DEPRECATED = {"SHMBRIDGE_SOCKET": SOCKET_VARIABLE}
 CLIENT_VARIABLES = frozenset({URL_VARIABLE, SOCKET_VARIABLE, LOG_LEVEL_VARIABLE})
+#: Names the files in deploy/ use for themselves (the launchd wrapper's binary, compose's uid and gid):
+#: they reach the process's environment there, and are not typos.
+DEPLOYMENT_VARIABLES = frozenset({"SHMBRIDGE_BIN", "SHMBRIDGE_UID", "SHMBRIDGE_GID"})
 
 log = logging.getLogger("shmbridge.environment")
 
@@ -60,7 +63,8 @@ def unknown_variable_warnings(environ: Mapping[str, str] | None = None) -> list[
     known = known_variables()
     messages = []
     for name in sorted(environ):
-        if not name.upper().startswith(PREFIX) or name.upper() in known or name.upper() in DEPRECATED:
+        upper = name.upper()
+        if not upper.startswith(PREFIX) or upper in known or upper in DEPRECATED or upper in DEPLOYMENT_VARIABLES:
             continue
         closest = closest_variable(name.upper(), known)
         hint = f"; did you mean {closest}?" if closest else "; `shmbridge serve --help` lists every variable"
