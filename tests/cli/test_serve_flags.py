@@ -108,3 +108,19 @@ def test_a_taken_port_is_one_line_naming_the_flag(tmp_path: Path) -> None:
 def test_version_and_python_dash_m() -> None:
     done = shmbridge("--version")
     assert done.returncode == 0 and re.match(r"shmbridge \S+ \(session protocol \d+\)", done.stdout)
+
+
+def test_deploy_files_and_docs_use_only_real_variable_names() -> None:
+    from shmbridge.environment import DEPLOYMENT_VARIABLES, known_variables
+
+    repo = Path(__file__).resolve().parents[2]
+    files = [*sorted((repo / "deploy").rglob("*")), *sorted((repo / "docs").glob("*.md")), repo / "README.md"]
+    used = {
+        (name, path.relative_to(repo).as_posix())
+        for path in files
+        if path.is_file()
+        for name in re.findall(r"SHMBRIDGE_[A-Z][A-Z_]*[A-Z]", path.read_text(errors="replace"))
+    }
+    allowed = known_variables() | DEPLOYMENT_VARIABLES | {"SHMBRIDGE_SOCKET"}  # the deprecated alias, named in docs
+    unknown = sorted(pair for pair in used if pair[0] not in allowed)
+    assert not unknown, f"not a variable shmbridge reads: {unknown}"
