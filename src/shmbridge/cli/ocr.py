@@ -186,7 +186,7 @@ def run_ocr(args: argparse.Namespace) -> int:
         with client, _progress(len(sources)) as progress:
             for number, source in enumerate(sources, start=1):
                 if progress is not None:
-                    progress.update(0, advance=1, description=source.name)
+                    progress.update(0, completed=number - 1, description=source.name)
                 try:
                     result = client.ocr(source.image, **options)
                 except ShmBridgeError as exc:
