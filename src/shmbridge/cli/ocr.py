@@ -116,18 +116,22 @@ class _Outputs:
         self.format = FORMATS[args.format]
         self.directory: Path | None = args.output_dir
         self.software = software
-        self._stream: IO[str] | None = None
-        self._writer: Writer | None = None
+        self._file: IO[str] | None = None  # -o FILE; None: stdout, looked up at each write (the progress
+        self._writer: Writer | None = None  # bar redirects it while it runs)
         self._used: set[str] = set()
         if self.directory is None:
-            self._stream = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
+            self._file = open(args.output, "w", encoding="utf-8") if args.output else None  # noqa: SIM115
             self._writer = self.format(many=count > 1, software=software)
-            self._stream.write(self._writer.begin())
+            self._put(self._writer.begin())
+
+    def _put(self, text: str) -> None:
+        stream = self._file or sys.stdout
+        stream.write(text)
+        stream.flush()
 
     def write(self, number: int, source: Source, result: Any) -> None:
-        if self._writer is not None and self._stream is not None:
-            self._stream.write(self._writer.page(number, source.name, result))
-            self._stream.flush()
+        if self._writer is not None:
+            self._put(self._writer.page(number, source.name, result))
             return
         assert self.directory is not None
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -140,11 +144,10 @@ class _Outputs:
         (self.directory / f"{name}{writer.extension}").write_text(text, encoding="utf-8")
 
     def close(self) -> None:
-        if self._writer is not None and self._stream is not None:
-            self._stream.write(self._writer.end())
-            self._stream.flush()
-            if self._stream is not sys.stdout:
-                self._stream.close()
+        if self._writer is not None:
+            self._put(self._writer.end())
+        if self._file is not None:
+            self._file.close()
 
 
 @contextlib.contextmanager

@@ -45,16 +45,12 @@ class ListenError(OSError):
 def bind_http(host: str, port: int) -> socket.socket:
     """A bound TCP socket for uvicorn, so that a taken port is one typed error before anything starts
     (uvicorn's own bind logs a traceback and calls ``sys.exit``)."""
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                             flags=socket.AI_PASSIVE)[0]  # fmt: skip
-        sock = socket.socket(family, kind, proto)
-    except OSError as exc:  # socket.gaierror included: a host name that does not resolve
-        raise ListenError(host, port, exc) from None
+    # The family as uvicorn chooses it for a host it binds itself: IPv6 for an address with a colon.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
+        sock.bind((host, port))
+    except OSError as exc:  # socket.gaierror included: a host name that does not resolve
         sock.close()
         raise ListenError(host, port, exc) from None
     return sock
@@ -85,7 +81,12 @@ class Server:
         # Bound first: a taken port fails before anything starts (engines, the socket, the shutdown log).
         listener = bind_http(self.config.http_host, self.config.http_port) if self.config.http_enabled else None
         with self._signals(loop):
-            self.core = ServiceCore(self.config)
+            try:
+                self.core = ServiceCore(self.config)
+            except BaseException:
+                if listener is not None:
+                    listener.close()
+                raise
             try:
                 await self._startup(listener)
                 self.started.set()
