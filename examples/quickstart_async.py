@@ -1,7 +1,7 @@
 """Quick start (asyncio): many images at once over one ``shmbridge.AsyncClient``.
 
 Concurrent calls share one session and its pool of shared-memory slots; a call that finds every slot busy
-waits for one. Reads ``$SHMBRIDGE_URL`` and ``$SHMBRIDGE_SOCKET`` like the blocking example.
+waits for one. Reads ``$SHMBRIDGE_URL`` and ``$SHMBRIDGE_SOCKET_PATH`` like the blocking example.
 """
 
 import asyncio

@@ -1,7 +1,7 @@
 """Quick start (blocking): OCR a PIL image, a numpy array and a file with ``shmbridge.Client``.
 
 Run a service first (``shmbridge serve``). The client finds it at ``$SHMBRIDGE_URL`` (default
-http://127.0.0.1:8080) and uses shared memory through ``$SHMBRIDGE_SOCKET``, or the socket the service
+http://127.0.0.1:8080) and uses shared memory through ``$SHMBRIDGE_SOCKET_PATH``, or the socket the service
 advertises; without one it falls back to HTTP by itself.
 """
 

@@ -3,7 +3,7 @@
 ``frame()`` lends you a slot of shared memory as a writable numpy array. Whatever you draw into it is what the
 service reads: ``client.ocr(frame)`` sends only the slot's name, offset and shape, never the pixels. Without
 shared memory (HTTP mode, or no socket) the frame is an ordinary array and travels over HTTP instead.
-Reads ``$SHMBRIDGE_URL`` and ``$SHMBRIDGE_SOCKET`` like the other examples.
+Reads ``$SHMBRIDGE_URL`` and ``$SHMBRIDGE_SOCKET_PATH`` like the other examples.
 """
 
 import os

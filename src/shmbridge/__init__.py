@@ -15,8 +15,19 @@ main ones are also here), all rooted at ``ShmBridgeError``; API misuse raises ``
 from importlib import metadata as _metadata
 
 from . import errors
-from .client import AsyncClient, Client, ClientResult, CommunicationMode, Lifecycle, Mode, RetryPolicy, Timeouts
+from .client import (
+    AsyncClient,
+    Client,
+    ClientResult,
+    CommunicationMode,
+    Diagnosis,
+    Lifecycle,
+    Mode,
+    RetryPolicy,
+    Timeouts,
+)
 from .compat import SharedMemoryClient, shared_memory_client
+from .draw import draw
 from .errors import (
     Busy,
     EngineError,
@@ -51,6 +62,7 @@ __all__ = [
     "Client",
     "ClientResult",
     "CommunicationMode",
+    "Diagnosis",
     "EngineError",
     "EngineTimeout",
     "EngineUnavailable",
@@ -80,6 +92,7 @@ __all__ = [
     "TransportError",
     "UsageError",
     "__version__",
+    "draw",
     "errors",
     "shared_memory_client",
 ]

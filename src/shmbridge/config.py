@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from .engines import ENGINES, default_engine_name
+from .values import EngineOptions, IntList, Size
 
 MiB = 1024 * 1024
 
@@ -29,41 +30,53 @@ def default_socket_path() -> Path:
 
 
 class ServiceConfig(BaseSettings):
-    """Everything ``shmbridge serve`` can be told. Sizes are bytes, times are seconds."""
+    """Everything ``shmbridge serve`` can be told. Sizes are bytes (or a size with a unit), times are seconds.
+
+    Each field's ``description`` is the help line of its generated flag (``cli/serve_flags.py``): a field
+    added here gets its flag, its ``SHMBRIDGE_*`` variable and its help with no other edit.
+    """
 
     model_config = SettingsConfigDict(env_prefix="SHMBRIDGE_", extra="forbid", validate_default=True)
 
     # Engine
-    engine: str = Field(default_factory=default_engine_name)
-    engine_options: dict[str, Any] = Field(default_factory=dict)
-    engine_workers: int = Field(default=2, ge=1, le=64)
-    warm_up: bool = True
+    engine: str = Field(default_factory=default_engine_name, description="OCR engine: " + ", ".join(ENGINES))
+    engine_options: EngineOptions = Field(
+        default_factory=dict, description="engine-specific options, KEY=VALUE (e.g. checksum_mode=full for null)"
+    )
+    engine_workers: int = Field(default=2, ge=1, le=64, description="engine threads, each with its own instance")
+    warm_up: bool = Field(default=True, description="run one OCR at startup so the first request is not slow")
 
     # Modes
-    http_enabled: bool = True
-    http_host: str = "127.0.0.1"
-    http_port: int = Field(default=8080, ge=0, le=65535)
+    http_enabled: bool = Field(default=True, description="serve HTTP")
+    http_host: str = Field(default="127.0.0.1", description="address HTTP listens on (0.0.0.0: every interface)")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="HTTP port (0 picks a free one)")
     access_log: bool = Field(
-        default=True, description="Log each HTTP request at INFO (method, path, status, bytes, time, request id)"
+        default=True, description="log each HTTP request at INFO (method, path, status, bytes, time, request id)"
     )
-    shm_enabled: bool = True
-    socket_path: Path = Field(default_factory=default_socket_path)
-    region_dir: Path | None = None
+    shm_enabled: bool = Field(default=True, description="serve shared-memory sessions on the Unix socket")
+    socket_path: Path = Field(default_factory=default_socket_path, description="Unix socket for sessions")
+    region_dir: Path | None = Field(
+        default=None, description="directory for HTTP-registered shared regions (off when unset)"
+    )
 
     # Peers allowed on the socket; empty gids means only the uid list decides.
-    allowed_uids: list[int] = Field(default_factory=lambda: [os.getuid()])
-    allowed_gids: list[int] = Field(default_factory=list)
+    allowed_uids: IntList = Field(
+        default_factory=lambda: [os.getuid()], description="peer uids allowed on the socket, comma-separated"
+    )
+    allowed_gids: IntList = Field(
+        default_factory=list, description="peer primary gids allowed on the socket, comma-separated"
+    )
 
     # Limits
-    max_sessions: int = Field(default=64, ge=1)
-    session_bytes: int = Field(default=512 * MiB, ge=MiB)
-    total_bytes: int = Field(default=4096 * MiB, ge=MiB)
-    slots_per_segment: int = Field(default=4, ge=1, le=256)
-    max_frame_bytes: int = Field(default=128 * MiB, ge=4096)
-    max_pixels: int = Field(default=40_000_000, ge=1)
-    max_control_frame: int = Field(default=1 * MiB, ge=4096)
-    max_regions_per_client: int = Field(default=16, ge=1)
-    max_region_bytes: int = Field(default=512 * MiB, ge=4096)
+    max_sessions: int = Field(default=64, ge=1, description="shared-memory sessions at once")
+    session_bytes: Size = Field(default=512 * MiB, ge=MiB, description="shared memory one session may hold")
+    total_bytes: Size = Field(default=4096 * MiB, ge=MiB, description="shared memory all sessions may hold")
+    slots_per_segment: int = Field(default=4, ge=1, le=256, description="frame slots per shared segment")
+    max_frame_bytes: Size = Field(default=128 * MiB, ge=4096, description="largest frame or HTTP body")
+    max_pixels: int = Field(default=40_000_000, ge=1, description="largest image in pixels (width x height)")
+    max_control_frame: Size = Field(default=1 * MiB, ge=4096, description="largest protocol control frame")
+    max_regions_per_client: int = Field(default=16, ge=1, description="HTTP shared regions one client may hold")
+    max_region_bytes: Size = Field(default=512 * MiB, ge=4096, description="bytes over all HTTP shared regions")
     max_regions: int = Field(
         default=256, ge=1, description="HTTP shared-memory regions over all clients (each holds one fd)"
     )
@@ -75,7 +88,7 @@ class ServiceConfig(BaseSettings):
         ge=1,
         description="socket connections that have not finished their HELLO; beyond it the oldest is shed",
     )
-    http_body_bytes: int = Field(
+    http_body_bytes: Size = Field(
         default=512 * MiB,
         ge=MiB,
         description="bytes of HTTP request bodies held at once over all requests; beyond it 503 + Retry-After",
@@ -93,17 +106,21 @@ class ServiceConfig(BaseSettings):
     metrics_auth: bool = Field(default=False, description="require the bearer token on /metrics too")
 
     # Admission and time
-    max_in_flight: int = Field(default=0, ge=0, description="0 means engine_workers")
-    queue_size: int = Field(default=64, ge=0)
-    request_timeout: float = Field(default=30.0, gt=0)
-    engine_timeout: float = Field(default=30.0, gt=0)
-    drain_timeout: float = Field(default=10.0, gt=0)
-    retry_after: float = Field(default=1.0, gt=0)
+    max_in_flight: int = Field(default=0, ge=0, description="requests in the engines at once (0: engine workers)")
+    queue_size: int = Field(default=64, ge=0, description="requests waiting for an engine before 503 Busy")
+    request_timeout: float = Field(default=30.0, gt=0, description="seconds a request may wait and run")
+    engine_timeout: float = Field(default=30.0, gt=0, description="seconds one engine call may take")
+    drain_timeout: float = Field(default=10.0, gt=0, description="seconds shutdown lets running requests finish")
+    retry_after: float = Field(default=1.0, gt=0, description="seconds a Busy answer tells the client to wait")
 
     # Latency: hold idle CPUs polling while sessions are busy (service/wakeups.py); off by default, since
     # it spends idle CPU time of the whole machine for lower wake-up latency.
-    low_latency: bool = False
-    low_latency_hold: float = Field(default=0.25, ge=0.01, le=60)
+    low_latency: bool = Field(
+        default=False, description="keep idle CPUs polling while sessions are busy (needs /dev/cpu_dma_latency)"
+    )
+    low_latency_hold: float = Field(
+        default=0.25, ge=0.01, le=60, description="seconds the low-latency hold lasts after a request"
+    )
 
     @field_validator("engine")
     @classmethod

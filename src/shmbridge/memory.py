@@ -42,6 +42,7 @@ from typing import Protocol
 
 import numpy as np
 
+from .environment import limit_hint
 from .errors import ErrorCode, InvalidRequest, MemoryLimitExceeded, SegmentLimitExceeded, SessionLimitExceeded
 
 PAGE = mmap.PAGESIZE
@@ -272,7 +273,9 @@ class MemoryBudget:
         may not have read the BYE yet when the new HELLO arrives."""
         with self._lock:
             if not self._session_left.wait_for(lambda: self.sessions < self.max_sessions, wait):
-                raise SessionLimitExceeded(f"the service already holds {self.sessions} sessions (the limit)")
+                raise SessionLimitExceeded(
+                    f"the service already holds {self.sessions} sessions, its limit ({limit_hint('max_sessions')})"
+                )
             self.sessions += 1
 
     def close_session(self) -> None:
@@ -285,7 +288,7 @@ class MemoryBudget:
             if self.used_bytes + nbytes > self.total_bytes:
                 raise MemoryLimitExceeded(
                     f"{nbytes} more bytes would exceed the service's total of {self.total_bytes} "
-                    f"({self.used_bytes} in use)"
+                    f"({self.used_bytes} in use; {limit_hint('total_bytes')})"
                 )
             self.used_bytes += nbytes
 
@@ -351,7 +354,10 @@ class SessionMemory:
             raise InvalidRequest(f"a segment for {frame_bytes}-byte frames makes no sense",
                                  code=ErrorCode.BAD_DIMENSIONS)  # fmt: skip
         if frame_bytes > self.max_frame_bytes:
-            raise MemoryLimitExceeded(f"a {frame_bytes}-byte frame exceeds the {self.max_frame_bytes}-byte frame limit")
+            raise MemoryLimitExceeded(
+                f"a {frame_bytes}-byte frame exceeds the {self.max_frame_bytes}-byte frame limit "
+                f"({limit_hint('max_frame_bytes')})"
+            )
         if isinstance(slot_count, bool) or not isinstance(slot_count, int) or not 1 <= slot_count <= MAX_SLOTS_PER_SEGMENT:
             raise InvalidRequest(f"a segment holds 1 to {MAX_SLOTS_PER_SEGMENT} slots, not {slot_count!r}",
                                  code=ErrorCode.BAD_DIMENSIONS)  # fmt: skip
@@ -363,7 +369,7 @@ class SessionMemory:
             if slot_count < 1:
                 raise MemoryLimitExceeded(
                     f"a {slot_size}-byte slot would exceed this session's limit of {self.session_bytes} "
-                    f"bytes ({self.used_bytes} in use)"
+                    f"bytes ({self.used_bytes} in use; {limit_hint('session_bytes')})"
                 )
             nbytes = slot_size * slot_count
         if len(self.segments) >= self.max_segments:

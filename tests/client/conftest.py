@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shmbridge.client.base import SOCKET_ENV
+from shmbridge.environment import DEPRECATED, SOCKET_VARIABLE, URL_VARIABLE
 from tests.support.service import RunningService, running_service
 
 from .helpers import FULL
@@ -19,8 +19,9 @@ from .helpers import FULL
 
 @pytest.fixture(autouse=True)
 def _no_socket_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests say which socket a client gets; a developer's own ``SHMBRIDGE_SOCKET`` must not leak in."""
-    monkeypatch.delenv(SOCKET_ENV, raising=False)
+    """Tests say which socket and URL a client gets; a developer's own variables must not leak in."""
+    for name in (SOCKET_VARIABLE, URL_VARIABLE, *DEPRECATED):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="session")

@@ -97,7 +97,7 @@ def test_cli_ocr_and_status(service: RunningService, tmp_path: Path) -> None:
 
 
 def test_the_examples_run_against_a_live_service(service: RunningService) -> None:
-    env = {"SHMBRIDGE_URL": service.url, "SHMBRIDGE_SOCKET": str(service.socket_path)}
+    env = {"SHMBRIDGE_URL": service.url, "SHMBRIDGE_SOCKET_PATH": str(service.socket_path)}
     outputs = {}
     for name in ("quickstart_sync.py", "quickstart_async.py", "zero_copy_frame.py"):
         done = subprocess.run([sys.executable, str(REPO / "examples" / name)], capture_output=True, text=True,

@@ -29,7 +29,7 @@ def test_auto_discovers_the_socket_and_uses_shared_memory(service: RunningServic
 
 
 def test_socket_from_the_environment_wins_over_discovery(service: RunningService, monkeypatch) -> None:
-    monkeypatch.setenv("SHMBRIDGE_SOCKET", str(service.socket_path))
+    monkeypatch.setenv("SHMBRIDGE_SOCKET_PATH", str(service.socket_path))
     with Client("http://127.0.0.1:1") as client:  # HTTP unreachable: only the socket can serve
         assert client.ocr(image(2)).communication_mode == "shared_memory"
         assert client.info()["source"] == "session"  # built from WELCOME when HTTP is down

@@ -6,11 +6,13 @@ Users import from ``shmbridge``; the modules here are:
 - ``inputs``: what ``ocr`` accepts and the one copy each kind costs;
 - ``http`` and ``shm``: the two transports behind one ``handle(call)`` method;
 - ``sync_client`` and ``async_client``: the two thin shells;
-- ``session`` and ``slots``: the low-level session protocol clients.
+- ``session`` and ``slots``: the low-level session protocol clients;
+- ``diagnose``: the step-by-step check behind ``diagnose()`` and ``shmbridge status``.
 """
 
 from .async_client import AsyncClient
 from .base import ClientResult, CommunicationMode, Lifecycle, Mode, RetryPolicy, Timeouts
+from .diagnose import Diagnosis
 from .sync_client import Client
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "Client",
     "ClientResult",
     "CommunicationMode",
+    "Diagnosis",
     "Lifecycle",
     "Mode",
     "RetryPolicy",

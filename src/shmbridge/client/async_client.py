@@ -23,7 +23,6 @@ import numpy as np
 from ..errors import ServiceUnavailable, ShmBridgeError
 from ..models import OcrOptions, PixelFormat, TextLine
 from .base import (
-    DEFAULT_URL,
     BaseClient,
     ClientResult,
     Lifecycle,
@@ -37,6 +36,7 @@ from .base import (
     shape_result,
     socket_from_info,
 )
+from .diagnose import Diagnosis, diagnose_async
 from .http import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, AsyncHttpTransport
 from .inputs import FrameRegistry, Prepared, prepare
 from .session import AsyncSessionClient
@@ -56,7 +56,7 @@ class AsyncClient(BaseClient):
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str | None = None,
         *,
         socket: str | os.PathLike[str] | None = None,
         mode: Mode | str = Mode.AUTO,
@@ -205,11 +205,12 @@ class AsyncClient(BaseClient):
         label = "http_fallback" if failed is not None else self._http_label()
         call = OcrCall(prepared, opts, request_id, timeout or self.timeouts.request, label == "http_fallback")
         try:
-            return shape_result(await self._http.handle(call), label, started)
+            result = await self._http.handle(call)
         except ShmBridgeError as exc:
             if failed is not None:
                 exc.add_note(f"shared memory failed first: {type(failed.error).__name__}: {failed.error}")
             raise
+        return shape_result(result, label, started, self._fallback_warning(failed))
 
     # -- service -----------------------------------------------------------------------------------------------
 
@@ -228,6 +229,12 @@ class AsyncClient(BaseClient):
             if session is None or not session.connected:
                 raise
             return info_from_welcome(session.session.welcome, self.socket_path)
+
+    async def diagnose(self) -> Diagnosis:
+        """Test each step to the service (URL, socket, peer check, handshake, a test frame) and say why shared
+        memory would not be used, if it would not. Uses its own connections: this client is not changed."""
+        self._check_open()
+        return await diagnose_async(self)
 
     async def metrics(self) -> dict[str, Any]:
         """``/metrics/enhanced``; see ``Client.metrics``."""

@@ -11,9 +11,12 @@ they decide lives here once:
   ``shared_memory``  the call went over the session, pixels by reference;
   ``http_fallback``  shared memory was expected for this call but could not serve it: the session broke
                      (EOF, timeout, protocol error), a limit refused the frame or the handshake, or a socket
-                     the caller configured explicitly (argument or ``SHMBRIDGE_SOCKET``) cannot be reached;
+                     the caller configured explicitly (argument or ``SHMBRIDGE_SOCKET_PATH``) cannot be reached;
   ``http``           ``mode="http"``, or shared memory was never there: no socket configured and none
                      discovered, or the discovered socket never answered (e.g. not mounted into a container).
+
+  Whenever a call that could have used shared memory goes over HTTP, its result's ``warnings`` say why
+  (``fallback_warning``), and the client logs each distinct reason once at WARNING.
 
 This module must never open a socket, start a thread or sleep.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import logging
 import math
 import os
 import random
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..environment import SOCKET_VARIABLE, socket_from_environment, url_from_environment
 from ..errors import (
     Busy,
     InvalidRequest,
@@ -47,7 +52,8 @@ from ..protocol import Welcome
 from .inputs import Prepared
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-SOCKET_ENV = "SHMBRIDGE_SOCKET"
+SOCKET_ENV = SOCKET_VARIABLE  # the service's name; the old SHMBRIDGE_SOCKET still works, with a warning
+log = logging.getLogger("shmbridge.client")
 CommunicationMode = Literal["shared_memory", "http", "http_fallback"]
 
 
@@ -225,11 +231,16 @@ def build_options(options: OcrOptions | None = None, **fields: Any) -> OcrOption
         raise InvalidRequest(f"invalid OCR options: {exc}") from None
 
 
-def shape_result(result: OcrResult, mode: CommunicationMode, started: float) -> ClientResult:
-    """The shared result plus the client's view of the call."""
+def shape_result(
+    result: OcrResult, mode: CommunicationMode, started: float, warning: str | None = None
+) -> ClientResult:
+    """The shared result plus the client's view of the call (and why shared memory was not used, if so)."""
     elapsed_ms = (time.perf_counter() - started) * 1e3
+    fields = dict(result)
+    if warning is not None:
+        fields["warnings"] = [*result.warnings, warning]
     # The result was validated when it was parsed: construct, do not validate every line again.
-    return ClientResult.model_construct(**dict(result), communication_mode=mode, total_time_ms=elapsed_ms)
+    return ClientResult.model_construct(**fields, communication_mode=mode, total_time_ms=elapsed_ms)
 
 
 def info_from_welcome(welcome: Welcome, socket_path: Path | None) -> dict[str, Any]:
@@ -262,20 +273,23 @@ class BaseClient:
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str | None = None,
         *,
         socket: str | os.PathLike[str] | None = None,
         mode: Mode | str = Mode.AUTO,
         timeout: float | Timeouts = 30.0,
         retry: RetryPolicy | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        #: ``url``, else ``$SHMBRIDGE_URL``, else ``DEFAULT_URL``.
+        self.url = (url_from_environment(DEFAULT_URL) if url is None else url).rstrip("/")
         self.mode = Mode(mode)
         self.timeouts = timeout if isinstance(timeout, Timeouts) else Timeouts(request=float(timeout))
         self.retry = retry or RetryPolicy()
-        configured = socket if socket is not None else os.environ.get(SOCKET_ENV) or None
+        configured, source = (os.fspath(socket), "argument") if socket is not None else socket_from_environment()
         #: The socket the caller named (argument or environment); ``None`` means "discover it".
         self.configured_socket: Path | None = Path(configured) if configured else None
+        #: Where ``socket_path`` came from: ``argument``, a variable's name, ``service`` once discovered.
+        self.socket_source: str | None = source if configured else None
         self.socket_path: Path | None = self.configured_socket
         self.state = Lifecycle.UNOPENED
         self._clock = BackoffClock(self.retry)
@@ -284,6 +298,7 @@ class BaseClient:
         self._last_session_error: ShmBridgeError | None = None
         #: Discovery got an answer and it names no session socket: stop looking.
         self._discovered_none = False
+        self._warned: set[str] = set()  # fallback reasons already logged
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} mode={self.mode.value} {self.state.value}>"
@@ -322,6 +337,20 @@ class BaseClient:
             self._discovered_none = True
         else:
             self.socket_path = Path(found)
+            self.socket_source = "service"
+
+    def _fallback_warning(self, failed: SessionFailure | None) -> str | None:
+        """Why a call that could have used shared memory goes over HTTP, logged once per reason."""
+        if self.mode is Mode.HTTP:
+            return None
+        error = failed.error if failed is not None else self._last_session_error
+        if error is None:
+            return None
+        warning = fallback_warning(error)
+        if warning not in self._warned:
+            self._warned.add(warning)
+            log.warning("%s (client of %s; later calls try shared memory again)", warning, self.url)
+        return warning
 
     def _no_session_error(self) -> ShmBridgeError:
         """What ``mode="shm"`` raises when no session can be had."""
@@ -332,6 +361,11 @@ class BaseClient:
                 f"no session socket: pass socket=, set {SOCKET_ENV}, or run a service with sessions on at {self.url}"
             )
         return ServiceUnavailable(f"no session on {self.socket_path}")
+
+
+def fallback_warning(error: ShmBridgeError) -> str:
+    """The result warning for a call that went over HTTP because of ``error``."""
+    return f"shared memory not used, sent over HTTP: {error.message}"
 
 
 def retry_after_seconds(value: str | None) -> float | None:

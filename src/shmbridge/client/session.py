@@ -58,7 +58,7 @@ def _connect_socket(path: str | os.PathLike[str], timeout: float) -> socket.sock
         sock.connect(os.fspath(path))
     except OSError as exc:
         sock.close()
-        raise ServiceUnavailable(f"cannot connect to {path}: {exc.strerror or exc}") from exc
+        raise ServiceUnavailable(f"socket {path}: {exc.strerror or exc}") from exc
     return sock
 
 
@@ -385,7 +385,8 @@ class AsyncSessionClient:
             await asyncio.wait_for(loop.sock_connect(sock, os.fspath(self.path)), self.timeout)
         except (OSError, TimeoutError) as exc:
             sock.close()
-            raise ServiceUnavailable(f"cannot connect to {self.path}: {exc}") from exc
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"no answer in {self.timeout}s"
+            raise ServiceUnavailable(f"socket {self.path}: {reason}") from exc
         self._sock = sock
         self._reader = loop.create_task(self._read_loop(), name="shmbridge-session-reader")
         try:
@@ -409,6 +410,13 @@ class AsyncSessionClient:
     @property
     def connected(self) -> bool:
         return self._sock is not None and self._broken is None
+
+    @property
+    def welcome(self) -> p.Welcome:
+        """The service's WELCOME (version, session id, limits, engine); ``UsageError`` before ``connect``."""
+        if self.state.welcome is None:
+            raise UsageError("the session is not connected")
+        return self.state.welcome
 
     async def close(self) -> None:
         sock, self._sock = self._sock, None

@@ -27,6 +27,7 @@ from ..engines import Engine, EngineOutput, create_engine, engine_class
 from ..engines.pixels import convert, crop, validate_image
 from ..engines.results import reading_order, shift_lines
 from ..engines.threads import with_thread_budget
+from ..environment import limit_hint
 from ..errors import (
     Busy,
     EngineError,
@@ -174,12 +175,13 @@ class ServiceCore:
         pixels = height * width
         if pixels > self.config.max_pixels:
             raise FrameTooLarge(
-                f"{width}x{height} is {pixels} pixels; the limit is {self.config.max_pixels} (--max-pixels)"
+                f"{width}x{height} is {pixels} pixels; the limit is {self.config.max_pixels} "
+                f"({limit_hint('max_pixels')})"
             )
         if pixels * channels > self.config.max_frame_bytes:
             raise FrameTooLarge(
-                f"{width}x{height}x{channels} is {pixels * channels} bytes; "
-                f"the limit is {self.config.max_frame_bytes} (--max-frame-bytes)"
+                f"{width}x{height}x{channels} is {pixels * channels} bytes; the limit is "
+                f"{self.config.max_frame_bytes} ({limit_hint('max_frame_bytes')})"
             )
 
     @property

@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from ..environment import limit_hint
 from ..errors import AccessDenied, AlreadyExists, ErrorCode, InvalidRequest, MemoryLimitExceeded, NotFound
 from ..memory import DescriptorCounter, check_image_bounds
 
@@ -187,11 +188,13 @@ class RegionRegistry:
             raise MemoryLimitExceeded(f"the service already holds {self.max_regions} regions (the limit)")
         held = sum(1 for region in self._regions.values() if region.client == client)
         if held >= self.max_per_client:
-            raise MemoryLimitExceeded(f"client {client} already holds {held} regions (the limit)")
+            raise MemoryLimitExceeded(
+                f"client {client} already holds {held} regions, the limit ({limit_hint('max_regions_per_client')})"
+            )
         if self._mapped_bytes + size > self.max_total_bytes:
             raise MemoryLimitExceeded(
                 f"{size} more region bytes would exceed the limit of {self.max_total_bytes} "
-                f"({self._mapped_bytes} mapped)"
+                f"({self._mapped_bytes} mapped; {limit_hint('max_region_bytes')})"
             )
 
     def _open(self, name: str) -> int:

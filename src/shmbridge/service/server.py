@@ -22,6 +22,7 @@ import ipaddress
 import logging
 import math
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -35,6 +36,29 @@ from .session_server import SessionServer
 
 log = logging.getLogger("shmbridge.server")
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class ListenError(OSError):
+    """The HTTP address could not be bound (taken, privileged, not an address of this host)."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause))
+        self.host = host
+        self.port = port
+
+
+def bind_http(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for uvicorn, so that a taken port is one typed error before anything starts
+    (uvicorn's own bind logs a traceback and calls ``sys.exit``)."""
+    # The family as uvicorn chooses it for a host it binds itself: IPv6 for an address with a colon.
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:  # socket.gaierror included: a host name that does not resolve
+        sock.close()
+        raise ListenError(host, port, exc) from None
+    return sock
 
 
 class Server:
@@ -60,10 +84,17 @@ class Server:
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
+        # Bound first: a taken port fails before anything starts (engines, the socket, the shutdown log).
+        listener = bind_http(self.config.http_host, self.config.http_port) if self.config.http_enabled else None
         with self._signals(loop):
-            self.core = ServiceCore(self.config)
             try:
-                await self._startup()
+                self.core = ServiceCore(self.config)
+            except BaseException:
+                if listener is not None:
+                    listener.close()
+                raise
+            try:
+                await self._startup(listener)
                 self.started.set()
                 log.info("shmbridge ready (engine %s)", self.config.engine)
                 await self._stop.wait()
@@ -74,21 +105,26 @@ class Server:
         self._force = self._force or force
         self._stop.set()
 
-    async def _startup(self) -> None:
+    async def _startup(self, listener: socket.socket | None) -> None:
         assert self.core is not None
         soft_limit = raise_nofile_limit()
-        await self.core.start()  # the engine's own files are open now, before the budget is sized
-        connections = self.config.max_sessions + self.config.max_pending_connections
-        self.fds = Descriptors.for_process(soft_limit, open_fd_count(), connections)
-        log.info("open-file limit %d: %d descriptors for session sockets, %d for segments and regions",
-                 soft_limit, self.fds.connections.limit, self.fds.memory.limit)  # fmt: skip
-        if self.config.shm_enabled:
-            self.sessions = SessionServer(self.core, self.budget, self.fds)
-            await self.sessions.start()
-        if self.config.http_enabled:
-            await self._start_http()
+        try:
+            await self.core.start()  # the engine's own files are open now, before the budget is sized
+            connections = self.config.max_sessions + self.config.max_pending_connections
+            self.fds = Descriptors.for_process(soft_limit, open_fd_count(), connections)
+            log.info("open-file limit %d: %d descriptors for session sockets, %d for segments and regions",
+                     soft_limit, self.fds.connections.limit, self.fds.memory.limit)  # fmt: skip
+            if self.config.shm_enabled:
+                self.sessions = SessionServer(self.core, self.budget, self.fds)
+                await self.sessions.start()
+        except BaseException:
+            if listener is not None:
+                listener.close()
+            raise
+        if listener is not None:
+            await self._start_http(listener)
 
-    async def _start_http(self) -> None:
+    async def _start_http(self, listener: socket.socket) -> None:
         import uvicorn
 
         from .http_app import create_app
@@ -108,7 +144,7 @@ class Server:
             timeout_keep_alive=30,
         )
         self._http = _EmbeddedUvicorn(uv_config)
-        self._http_task = asyncio.get_running_loop().create_task(self._http.serve(), name="http")
+        self._http_task = asyncio.get_running_loop().create_task(self._http.serve([listener]), name="http")
         while not self._http.started:
             if self._http_task.done():
                 self._http_task.result()  # raises the bind error

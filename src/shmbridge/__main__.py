@@ -1,0 +1,7 @@
+"""``python -m shmbridge``: the same as the ``shmbridge`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
