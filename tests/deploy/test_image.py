@@ -36,8 +36,9 @@ def test_the_image_runs_as_its_user_and_its_engine_works_with_no_network(
     assert engine.run("image", "inspect", "--format", "{{.Config.User}}", shmbridge_image.tag).stdout.strip() == (
         f"{SERVICE_ID}:{SERVICE_ID}"
     )
-    ids = engine.run("run", "--rm", "--network=none", "--no-healthcheck", shmbridge_image.tag, "id", "-u", "-g")
-    assert ids.stdout.split() == [str(SERVICE_ID), str(SERVICE_ID)]
+    who = "import os; print(os.getuid(), os.getgid(), os.getgroups())"
+    ids = engine.run("run", "--rm", "--network=none", "--no-healthcheck", shmbridge_image.tag, "python", "-c", who)
+    assert ids.stdout.split() == [str(SERVICE_ID), str(SERVICE_ID), f"[{SERVICE_ID}]"]
     # The offline proof: the default engine reads a drawn card with networking off and no model download.
     proof = engine.run(
         "run", "--rm", "--network=none", "--no-healthcheck", *HARDENED, shmbridge_image.tag,

@@ -163,5 +163,6 @@ def base_tarball() -> tuple[Path, bool]:
 def import_base(daemon: PrivateDockerd) -> tuple[str, bool]:
     """Make ``BASE_TAG`` exist in ``daemon`` from the cached tarball; (tag, was the tarball cached)."""
     tarball, cached = base_tarball()
-    daemon.run("import", "--change", "ENV LANG=C.UTF-8", "--change", 'CMD ["python3"]', str(tarball), BASE_TAG, timeout=600)
+    changes = ("--change", "ENV LANG=C.UTF-8", "--change", 'CMD ["python3"]')  # as python:3.11-slim has them
+    daemon.run("import", *changes, str(tarball), BASE_TAG, timeout=600)
     return BASE_TAG, cached

@@ -87,7 +87,6 @@ class ServiceContainer:
         return os.readlink(f"/proc/{self.pid}/ns/{kind}")
 
 
-
 def container_mounts(daemon: PrivateDockerd, name: str) -> list[dict[str, object]]:
     """What ``docker inspect`` says is mounted into container ``name`` (volumes and binds)."""
     return json.loads(daemon.run("inspect", "--format", "{{json .Mounts}}", name).stdout)
