@@ -1,7 +1,8 @@
 """Session fixtures for the container tests: one private Docker engine, one image built on a local base.
 
 The engine and the image are made once per test session, the first time a test asks for them, and
-reused by every container test; the engine's teardown removes every container, volume, mount and file
+reused by every container test. Both are package-scoped, so the engine stops as soon as the last test in
+tests/deploy is done, not at the end of the session; its teardown removes every container, volume, mount and file
 (``tests/support/docker_engine.py``). Where no engine can run, the tests that need one skip with the reason.
 """
 
@@ -28,7 +29,7 @@ class BuiltImage:
     seconds: dict[str, float]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def docker_engine() -> Iterator[PrivateDockerd]:
     reason = engine_unavailable()
     if reason is not None:
@@ -44,7 +45,7 @@ def docker_engine() -> Iterator[PrivateDockerd]:
         assert not problems, problems
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def shmbridge_image(docker_engine: PrivateDockerd) -> BuiltImage:
     """deploy/Dockerfile built by the engine's own (legacy) builder on the debootstrap base."""
     started = time.monotonic()
