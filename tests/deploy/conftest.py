@@ -41,8 +41,8 @@ def docker_engine() -> Iterator[PrivateDockerd]:
     try:
         yield daemon
     finally:
-        problems = daemon.stop()
-        assert not problems, problems
+        left_behind = daemon.stop()
+        assert not left_behind, left_behind
 
 
 @pytest.fixture(scope="package")

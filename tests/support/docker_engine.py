@@ -14,6 +14,7 @@ with that reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -23,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.host_cleanup import kill_processes_naming, unmount_all_under
+from tests.support.host_cleanup import kill_processes_naming, pids_naming, unmount_all_under
 
 #: Debian packages the container tests need: the engine, the base-image builder, Compose v1.
 APT_PACKAGES = ("docker.io", "debootstrap", "docker-compose")
@@ -186,28 +187,29 @@ class PrivateDockerd:
             self.run("rm", "-f", "-v", *ids, check=False, timeout=120)
 
     def stop(self) -> list[str]:
-        """Stop the daemon and remove its whole tree; returns what could not be cleaned (should be empty)."""
-        problems: list[str] = []
+        """Stop the daemon and remove its whole tree; returns what is left behind (should be nothing).
+
+        Each step runs even if the one before failed: a daemon that will not stop is killed, and whatever
+        it left running or mounted under its directory is ended and unmounted by path.
+        """
         if self.process is not None and self.process.poll() is None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError, AssertionError):
                 self.remove_all_containers()
-            except (subprocess.TimeoutExpired, OSError) as exc:
-                problems.append(f"removing containers: {exc}")
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(STOP_TIMEOUT)
             except subprocess.TimeoutExpired:
-                problems.append("dockerd ignored SIGTERM; killed")
                 self.process.kill()
                 self.process.wait(10)
         # containerd and its shims outlive dockerd by design (live restore): end those that run from our tree.
         kill_processes_naming(self.root)
+        left: list[str] = [f"process {pid} still runs from {self.root}" for pid in pids_naming(self.root)]
         still_mounted = unmount_all_under(self.root)
         if still_mounted:
-            problems.append(f"still mounted: {still_mounted}")
+            left.append(f"still mounted: {still_mounted}")
         else:
             shutil.rmtree(self.root, ignore_errors=True)
-        return problems
+        return left
 
 
 def start_private_dockerd(parent: Path | None = None) -> PrivateDockerd:
