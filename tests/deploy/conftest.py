@@ -60,3 +60,11 @@ def shmbridge_image(docker_engine: PrivateDockerd) -> BuiltImage:
     )  # fmt: skip
     seconds = {"base": based - started, "build": time.monotonic() - based}
     return BuiltImage(IMAGE, base, cached, seconds)
+
+
+@pytest.fixture
+def engine(docker_engine: PrivateDockerd) -> Iterator[PrivateDockerd]:
+    """The package's engine, with every container and volume a test made removed after it, pass or fail."""
+    yield docker_engine
+    docker_engine.remove_all_containers()
+    docker_engine.run("volume", "prune", "--force", check=False)

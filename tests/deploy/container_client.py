@@ -53,7 +53,7 @@ def in_flight(socket: str) -> None:
     client = shmbridge.Client(socket=socket, mode="shm", timeout=120).open()
     pixels = _pattern(480, 640, 3)
     threading.Thread(target=client.ocr, args=(pixels,), daemon=True).start()
-    time.sleep(0.5)  # the request is on the socket; the slow engine holds it for seconds
+    time.sleep(0.5)  # the test then checks the service has it in flight (its slow engine holds it for seconds)
     _say(state="submitted")
     time.sleep(120)  # until `docker kill`
 

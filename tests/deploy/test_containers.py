@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -26,14 +25,6 @@ pytestmark = pytest.mark.timeout(900)
 
 NULL_FULL = ("--engine", "null", "--engine-option", "checksum_mode=full", "--allow-gid", str(SERVICE_ID))
 FRAME_BYTES = 1080 * 1920 * 3
-
-
-@pytest.fixture
-def engine(docker_engine: PrivateDockerd) -> Iterator[PrivateDockerd]:
-    """The session's engine, with every container and volume a test made removed after it, pass or fail."""
-    yield docker_engine
-    docker_engine.remove_all_containers()
-    docker_engine.run("volume", "prune", "--force", check=False)
 
 
 def _all_fds(pid: int) -> int:
@@ -76,7 +67,7 @@ def test_a_1080p_frame_crosses_two_isolated_containers_without_a_copy(
 def test_a_killed_client_container_leaves_no_fd_or_mapping_in_the_service(
     engine: PrivateDockerd, shmbridge_image: BuiltImage
 ) -> None:
-    slow = (*NULL_FULL, "--engine-option", "delay_ms=3000", "--workers", "2")
+    slow = (*NULL_FULL, "--engine-option", "delay_ms=6000", "--workers", "2")
     service = start_service(engine, shmbridge_image.tag, "kill-service", "kill-socket", *slow)
     pid = service.pid
     baseline = sorted(shm_fds(pid)), sorted(shm_mappings(pid))
@@ -85,11 +76,12 @@ def test_a_killed_client_container_leaves_no_fd_or_mapping_in_the_service(
     try:
         assert victim.next_json(timeout=120) == {"state": "submitted"}
         assert wait_until(lambda: len(shm_mappings(pid)) > len(baseline[1]), timeout=10), shm_mappings(pid)
-        engine.run("kill", "kill-client")
+        assert wait_until(lambda: metric(service.metrics_text(), "shmbridge_in_flight") == 1, timeout=20)
+        engine.run("kill", "kill-client")  # the engine still holds the request for seconds
         assert victim.wait(60) != 0
     finally:
         victim.remove()
-    # The in-flight request ends (the engine holds it 3 s), then the dead session's memory is gone.
+    # The in-flight request ends (the engine holds it 6 s), then the dead session's memory is gone.
     assert wait_until(lambda: sorted(shm_fds(pid)) == baseline[0], timeout=30), shm_fds(pid)
     assert wait_until(lambda: sorted(shm_mappings(pid)) == baseline[1], timeout=10), shm_mappings(pid)
     assert wait_until(lambda: _all_fds(pid) <= baseline_count, timeout=10), os.listdir(f"/proc/{pid}/fd")

@@ -7,7 +7,6 @@ base (``conftest.py``). These tests skip with the reason where Docker cannot run
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,6 @@ pytestmark = pytest.mark.timeout(900)  # the first container test of a session a
 
 HARDENED = ("--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges", "--tmpfs=/tmp:size=16m,mode=1777")
 HEALTHY_WITHIN = 300.0
-
-
-@pytest.fixture
-def engine(docker_engine: PrivateDockerd) -> Iterator[PrivateDockerd]:
-    yield docker_engine
-    docker_engine.remove_all_containers()
-    docker_engine.run("volume", "prune", "--force", check=False)
 
 
 def test_the_image_runs_as_its_user_and_its_engine_works_with_no_network(
