@@ -1,7 +1,8 @@
-"""Build-time proof that the OCR engine works with no network: run it once on a drawn test card.
+"""Proof that the OCR engine works with no network: run it once on a drawn test card.
 
-The Dockerfile runs this with ``RUN --network=none``: if the engine tried to fetch a model, the build
-would fail here instead of the container doing it at run time. It uses only the engine interface
+Run it in the built image with networking disabled (``docker run --network none IMAGE python
+/opt/shmbridge/check_offline.py``, a step of the container tests): if the engine tried to fetch a model,
+it would fail here instead of the container doing it at run time. It uses only the engine interface
 (``create_engine``, ``warm_up``, ``recognize``), no socket and no HTTP, and exits non-zero when the engine
 cannot be built or reads nothing.
 

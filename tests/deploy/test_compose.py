@@ -91,8 +91,7 @@ def test_compose_host_variant_reaches_the_native_service() -> None:
         "source": "/run/shmbridge",
         "target": "/run/shmbridge",
         "read_only": True,
-        "bind": {"create_host_path": False},
-    }
+    }  # long syntax: a missing /run/shmbridge fails `up` (no `create_host_path`: Compose 1.29 rejects it)
     assert "host.docker.internal:host-gateway" in client["extra_hosts"]
     assert client["environment"]["SHMBRIDGE_URL"].startswith("http://host.docker.internal:")
     assert Path(client["environment"]["SHMBRIDGE_SOCKET_PATH"]).parent == Path("/run/shmbridge")
