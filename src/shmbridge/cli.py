@@ -1,4 +1,4 @@
-"""The ``shmbridge`` command: serve | ocr | status | bench. It only parses flags and builds configs."""
+"""The ``shmbridge`` command: serve | ocr | status | bench | watch. It only parses flags and builds configs."""
 
 from __future__ import annotations
 
@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_ocr(sub)
     commands.add_status(sub)
     _add_bench(sub)
+    from .capture import command as capture_command
+
+    capture_command.add_watch(sub)
     return parser
 
 
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         from .client import commands
 
         return commands.run_ocr(args) if args.command == "ocr" else commands.run_status(args)
-    if args.command == "bench":
+    if args.command in ("bench", "watch"):
         return args.run(args)
     parser.error(f"unknown command {args.command}")
     return 2

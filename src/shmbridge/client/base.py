@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from ..capture.screen import Capture, Screens
 from ..errors import (
     Busy,
     InvalidRequest,
@@ -42,7 +43,7 @@ from ..errors import (
     TransportError,
     UsageError,
 )
-from ..models import OcrOptions, OcrResult, Roi
+from ..models import OcrOptions, OcrResult, PixelFormat, Roi
 from ..protocol import Welcome
 from .inputs import Prepared
 
@@ -284,6 +285,7 @@ class BaseClient:
         self._last_session_error: ShmBridgeError | None = None
         #: Discovery got an answer and it names no session socket: stop looking.
         self._discovered_none = False
+        self._screens = Screens()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} mode={self.mode.value} {self.state.value}>"
@@ -332,6 +334,19 @@ class BaseClient:
                 f"no session socket: pass socket=, set {SOCKET_ENV}, or run a service with sessions on at {self.url}"
             )
         return ServiceUnavailable(f"no session on {self.socket_path}")
+
+
+def unwrap_capture(image: Any, pixel_format: PixelFormat | str | None) -> tuple[Any, Any, tuple[str, ...]]:
+    """``(array, pixel_format, warnings)`` of a ``Capture`` (its frame, BGRA, and why it was copied, if it
+    was); anything else passes through with no warnings."""
+    if isinstance(image, Capture):
+        return image.array, image.pixel_format, image.warnings
+    return image, pixel_format, ()
+
+
+def with_warnings(result: ClientResult, warnings: tuple[str, ...]) -> ClientResult:
+    result.warnings.extend(warning for warning in warnings if warning not in result.warnings)
+    return result
 
 
 def retry_after_seconds(value: str | None) -> float | None:
