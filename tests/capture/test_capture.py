@@ -159,6 +159,23 @@ def test_missing_display_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> Non
         Screen(":97")
 
 
+def test_a_missing_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "xcffib", None)  # import xcffib now raises ImportError
+    with pytest.raises(CaptureUnavailable, match=r"pip install 'shmbridge\[capture\]'"):
+        Screen(":0")
+
+
+def test_watch_once_prints_every_line_with_its_box(screen: tuple[XServer, Path], ocr_service: RunningService):
+    server, _ = screen
+    done = subprocess.run([sys.executable, "-m", "shmbridge.cli", "watch", "--once", "--url", ocr_service.url,
+                           "--socket", str(ocr_service.socket_path), "--display", server.display],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.splitlines()
+    assert any(row.startswith("+ [") and row.endswith("] Invoice 4471 paid") for row in printed), done.stdout
+    assert done.stderr == ""  # shared memory worked: no warning
+
+
 def test_watch_reports_a_new_line_and_is_quiet_while_the_screen_stands_still(
     screen: tuple[XServer, Path], ocr_service: RunningService, tmp_path: Path
 ) -> None:
