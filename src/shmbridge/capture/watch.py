@@ -67,15 +67,23 @@ def diff_lines(before: list[TextLine], after: list[TextLine]) -> tuple[list[Text
 class Watcher:
     """The state of one ``watch``: feed it each capture, then (if it asks) the OCR result of that capture."""
 
-    def __init__(self, interval: float, stream: str | None = None) -> None:
+    def __init__(self, interval: float, stream: str | None = None, frames: int | None = None) -> None:
         if interval < 0:
             raise ValueError("interval must be >= 0 seconds")
+        if frames is not None and frames < 1:
+            raise ValueError("frames must be at least 1 (or None: no end)")
         self.interval = interval
+        self.frames = frames
         self.stream = stream
         self.index = -1
         self._digest: int | None = None
         self._result: OcrResult | None = None
         self._next_due = time.monotonic()
+
+    @property
+    def running(self) -> bool:
+        """True while steps remain (always, without a ``frames`` bound)."""
+        return self.frames is None or self.index + 1 < self.frames
 
     def needs_ocr(self, capture: Capture) -> bool:
         """True unless the captured pixels equal the previous step's (then ``unchanged`` gives the frame)."""

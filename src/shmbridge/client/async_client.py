@@ -217,15 +217,13 @@ class AsyncClient(BaseClient):
         **option_fields: Any,
     ) -> AsyncIterator[WatchFrame]:
         """Capture and OCR the screen at most once per ``interval``; see ``Client.watch``."""
-        watcher = Watcher(interval, stream)
-        while frames is None or watcher.index + 1 < frames:
+        watcher = Watcher(interval, stream, frames)
+        while watcher.running:
             await asyncio.sleep(watcher.delay())
             async with self.capture(region, display=display) as shot:
-                if watcher.needs_ocr(shot):
-                    step = watcher.read(shot, await self.ocr(shot, **option_fields))
-                else:
-                    step = watcher.unchanged(shot)
-            yield step
+                fresh = watcher.needs_ocr(shot)
+                step = watcher.read(shot, await self.ocr(shot, **option_fields)) if fresh else watcher.unchanged(shot)
+            yield step  # after the slot went back: the caller may keep the step as long as it likes
 
     async def _ocr(
         self, prepared: Prepared, opts: OcrOptions, request_id: str | None, timeout: float | None, started: float

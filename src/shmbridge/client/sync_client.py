@@ -220,15 +220,13 @@ class Client(BaseClient):
         ``frames`` bounds the number of steps (default: until the caller stops iterating). ``stream`` names
         the sequence in each step; OCR options (``languages``, ``recognition_level``...) go to every read.
         """
-        watcher = Watcher(interval, stream)
-        while frames is None or watcher.index + 1 < frames:
+        watcher = Watcher(interval, stream, frames)
+        while watcher.running:
             time.sleep(watcher.delay())
             with self.capture(region, display=display) as shot:
-                if watcher.needs_ocr(shot):
-                    step = watcher.read(shot, self.ocr(shot, **option_fields))
-                else:
-                    step = watcher.unchanged(shot)
-            yield step
+                fresh = watcher.needs_ocr(shot)
+                step = watcher.read(shot, self.ocr(shot, **option_fields)) if fresh else watcher.unchanged(shot)
+            yield step  # after the slot went back: the caller may keep the step as long as it likes
 
     def _ocr(
         self, prepared: Prepared, opts: OcrOptions, request_id: str | None, timeout: float | None, started: float
