@@ -6,6 +6,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -157,6 +158,20 @@ def test_missing_display_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> Non
         Screen()
     with pytest.raises(CaptureUnavailable, match="cannot connect to X display ':97'"):
         Screen(":97")
+
+
+def test_the_readme_capture_example_runs(screen: tuple[XServer, Path], ocr_service: RunningService) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("## Screen capture (X11)", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    code = code.replace("http://127.0.0.1:8080", ocr_service.url)
+    env = {**os.environ, "DISPLAY": screen[0].display, "SHMBRIDGE_SOCKET": str(ocr_service.socket_path)}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=env)
+    assert run.returncode == 0, run.stderr
+    *text, first_step, second_step, third_step = run.stdout.splitlines()
+    assert text[0].startswith("shared_memory ") and "Invoice 4471 paid" in "\n".join(text), run.stdout
+    assert first_step.startswith("True [") and "Invoice 4471 paid" in first_step, run.stdout
+    assert second_step == third_step == "False [] []", run.stdout
 
 
 def test_a_missing_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
