@@ -29,6 +29,7 @@ the OS, httpx and engines are translated at the boundary.
     └── EngineError               the OCR engine failed
         ├── EngineUnavailable     the engine cannot start here (missing extra, model, platform)
         └── EngineTimeout         the engine did not finish in time
+    CaptureUnavailable            the screen cannot be captured here (no display, extra or library)
 
     UsageError (RuntimeError)     the API was misused (closed client, lease returned twice, ...)
 """
@@ -223,6 +224,13 @@ class EngineUnavailable(EngineError):
 class EngineTimeout(EngineError):
     code = ErrorCode.ENGINE_TIMEOUT
     http_status = 504
+
+
+class CaptureUnavailable(ShmBridgeError):
+    """Client side only: no X display, no xcffib or libxcb, or a screen format the capture cannot read."""
+
+    code = ErrorCode.ENGINE_UNAVAILABLE
+    http_status = 503
 
 
 class UsageError(RuntimeError):

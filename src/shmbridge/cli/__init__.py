@@ -1,8 +1,9 @@
-"""The ``shmbridge`` command: serve | ocr | status | bench. It only parses flags and builds configs.
+"""The ``shmbridge`` command: serve | ocr | status | bench | watch. It only parses flags and builds configs.
 
 ``main`` (the ``shmbridge`` entry point, also ``python -m shmbridge``) sets up logging, warns about
 ``SHMBRIDGE_*`` variables nothing reads, and hands over to the subcommand: ``cli.serve`` for the service,
-``cli.ocr`` and ``cli.status`` for the client commands, ``bench.cli`` for ``bench``. Usage errors are one line
+``cli.ocr`` and ``cli.status`` for the client commands, ``bench.cli`` for ``bench``, ``capture.command``
+for ``watch``. Usage errors are one line
 (what is wrong, which flag, where to look) with exit status 2; no traceback for anything a person can fix.
 """
 
@@ -21,7 +22,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 DESCRIPTION = """\
 shmbridge hands images to a native OCR service through shared memory (HTTP where it cannot).
 Run the service with `shmbridge serve`, read images with `shmbridge ocr FILE...`, and check the path
-between them with `shmbridge status`.
+between them with `shmbridge status`. `shmbridge watch` follows an X screen and prints the text that
+appears and goes.
 """
 
 
@@ -67,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_ocr(sub)
     add_status(sub)
     _add_bench(sub)
+    from ..capture.command import add_watch
+
+    add_watch(sub)
     serve = sub.choices["serve"]
     if not any("--log-level" in action.option_strings for action in serve._actions):
         serve.add_argument("--log-level", type=log_level, metavar="LEVEL",

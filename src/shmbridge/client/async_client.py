@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from ..capture import Capture, Watcher, WatchFrame, grab_into_slot
 from ..errors import ServiceUnavailable, ShmBridgeError
-from ..models import OcrOptions, PixelFormat, TextLine
+from ..models import OcrOptions, PixelFormat, Roi, TextLine
 from .base import (
     BaseClient,
     ClientResult,
@@ -35,6 +36,8 @@ from .base import (
     info_from_welcome,
     shape_result,
     socket_from_info,
+    unwrap_capture,
+    with_warnings,
 )
 from .diagnose import Diagnosis, diagnose_async
 from .http import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, AsyncHttpTransport
@@ -94,6 +97,7 @@ class AsyncClient(BaseClient):
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+        self._screens.close()
         await self._http.close()
 
     async def __aenter__(self) -> AsyncClient:
@@ -124,8 +128,10 @@ class AsyncClient(BaseClient):
         started = time.perf_counter()
         if self._check_open():
             await self.open()
+        image, pixel_format, noted = unwrap_capture(image, pixel_format)
         opts = build_options(options, **option_fields)
-        return await self._ocr(prepare(image, pixel_format, self._frames), opts, request_id, timeout, started)
+        result = await self._ocr(prepare(image, pixel_format, self._frames), opts, request_id, timeout, started)
+        return with_warnings(result, noted) if noted else result
 
     async def ocr_batch(
         self, images: Iterable[Any], *, max_concurrency: int = 16, **options: Any
@@ -184,6 +190,40 @@ class AsyncClient(BaseClient):
         finally:
             self._frames.remove(lease)
             session.release(lease)
+
+    @contextlib.asynccontextmanager
+    async def capture(
+        self,
+        region: Roi | tuple[int, int, int, int] | None = None,
+        *,
+        display: str | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[Capture]:
+        """The screen (or ``region``) in a slot, written by the X server; see ``Client.capture``."""
+        screen = self._screens.get(display)
+        roi = screen.region(region)
+        async with self.frame(roi.height, roi.width, 4, timeout=timeout) as array:
+            lease = self._frames.find(array)
+            yield grab_into_slot(screen, array, roi, lease.segment if lease is not None else None)
+
+    async def watch(
+        self,
+        interval: float = 1.0,
+        *,
+        region: Roi | tuple[int, int, int, int] | None = None,
+        display: str | None = None,
+        stream: str | None = None,
+        frames: int | None = None,
+        **option_fields: Any,
+    ) -> AsyncIterator[WatchFrame]:
+        """Capture and OCR the screen at most once per ``interval``; see ``Client.watch``."""
+        watcher = Watcher(interval, stream, frames)
+        while watcher.running:
+            await asyncio.sleep(watcher.delay())
+            async with self.capture(region, display=display) as shot:
+                fresh = watcher.needs_ocr(shot)
+                step = watcher.read(shot, await self.ocr(shot, **option_fields)) if fresh else watcher.unchanged(shot)
+            yield step  # after the slot went back: the caller may keep the step as long as it likes
 
     async def _ocr(
         self, prepared: Prepared, opts: OcrOptions, request_id: str | None, timeout: float | None, started: float

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..environment import SOCKET_VARIABLE, socket_from_environment, url_from_environment
+from ..capture.screen import Capture, Screens
 from ..errors import (
     Busy,
     InvalidRequest,
@@ -47,7 +48,7 @@ from ..errors import (
     TransportError,
     UsageError,
 )
-from ..models import OcrOptions, OcrResult, Roi
+from ..models import OcrOptions, OcrResult, PixelFormat, Roi
 from ..protocol import Welcome
 from .inputs import Prepared
 
@@ -299,6 +300,7 @@ class BaseClient:
         #: Discovery got an answer and it names no session socket: stop looking.
         self._discovered_none = False
         self._warned: set[str] = set()  # fallback reasons already logged
+        self._screens = Screens()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} mode={self.mode.value} {self.state.value}>"
@@ -366,6 +368,19 @@ class BaseClient:
 def fallback_warning(error: ShmBridgeError) -> str:
     """The result warning for a call that went over HTTP because of ``error``."""
     return f"shared memory not used, sent over HTTP: {error.message}"
+
+
+def unwrap_capture(image: Any, pixel_format: PixelFormat | str | None) -> tuple[Any, Any, tuple[str, ...]]:
+    """``(array, pixel_format, warnings)`` of a ``Capture`` (its frame, BGRA, and why it was copied, if it
+    was); anything else passes through with no warnings."""
+    if isinstance(image, Capture):
+        return image.array, image.pixel_format, image.warnings
+    return image, pixel_format, ()
+
+
+def with_warnings(result: ClientResult, warnings: tuple[str, ...]) -> ClientResult:
+    result.warnings.extend(warning for warning in warnings if warning not in result.warnings)
+    return result
 
 
 def retry_after_seconds(value: str | None) -> float | None:

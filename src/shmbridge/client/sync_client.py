@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from ..capture import Capture, Watcher, WatchFrame, grab_into_slot
 from ..errors import ServiceUnavailable, ShmBridgeError
-from ..models import OcrOptions, PixelFormat, TextLine
+from ..models import OcrOptions, PixelFormat, Roi, TextLine
 from .base import (
     BaseClient,
     ClientResult,
@@ -38,6 +39,8 @@ from .base import (
     info_from_welcome,
     shape_result,
     socket_from_info,
+    unwrap_capture,
+    with_warnings,
 )
 from .diagnose import Diagnosis, diagnose
 from .http import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, HttpTransport
@@ -95,6 +98,7 @@ class Client(BaseClient):
             session, self._session = self._session, None
         if session is not None:
             session.close()
+        self._screens.close()
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -129,8 +133,10 @@ class Client(BaseClient):
         started = time.perf_counter()
         if self._check_open():
             self.open()
+        image, pixel_format, noted = unwrap_capture(image, pixel_format)
         opts = build_options(options, **option_fields)
-        return self._ocr(prepare(image, pixel_format, self._frames), opts, request_id, timeout, started)
+        result = self._ocr(prepare(image, pixel_format, self._frames), opts, request_id, timeout, started)
+        return with_warnings(result, noted) if noted else result
 
     def ocr_batch(self, images: Iterable[Any], **options: Any) -> list[ClientResult]:
         """OCR several images, one after another. For concurrency share the client between threads, or use
@@ -174,6 +180,53 @@ class Client(BaseClient):
         finally:
             self._frames.remove(lease)
             session.release(lease)
+
+    @contextlib.contextmanager
+    def capture(
+        self,
+        region: Roi | tuple[int, int, int, int] | None = None,
+        *,
+        display: str | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[Capture]:
+        """The screen (or ``region`` of it, x, y, width, height) in a slot, written there by the X server.
+
+        ``client.ocr(capture)`` then sends it by reference: no one copies the pixels (MIT-SHM 1.2 with a
+        memfd). Where the display cannot do that (no MIT-SHM, a remote display) or there is no session, the
+        pixels are copied through the X socket, and the capture and its result's ``warnings`` say so. The
+        display is ``display`` or ``$DISPLAY``. Needs the ``capture`` extra (xcffib) and libxcb-shm.
+        """
+        screen = self._screens.get(display)
+        roi = screen.region(region)
+        with self.frame(roi.height, roi.width, 4, timeout=timeout) as array:
+            lease = self._frames.find(array)
+            yield grab_into_slot(screen, array, roi, lease.segment if lease is not None else None)
+
+    def watch(
+        self,
+        interval: float = 1.0,
+        *,
+        region: Roi | tuple[int, int, int, int] | None = None,
+        display: str | None = None,
+        stream: str | None = None,
+        frames: int | None = None,
+        **option_fields: Any,
+    ) -> Iterator[WatchFrame]:
+        """Capture and OCR the screen at most once per ``interval`` seconds, yielding each step's changes.
+
+        An unchanged screen costs a capture and a digest of its pixels, no OCR: its step has
+        ``changed=False``. Each step's ``added`` and ``removed`` are the lines that appeared and went since
+        the previous step (the first step adds every line); ``result`` always describes the whole region.
+        ``frames`` bounds the number of steps (default: until the caller stops iterating). ``stream`` names
+        the sequence in each step; OCR options (``languages``, ``recognition_level``...) go to every read.
+        """
+        watcher = Watcher(interval, stream, frames)
+        while watcher.running:
+            time.sleep(watcher.delay())
+            with self.capture(region, display=display) as shot:
+                fresh = watcher.needs_ocr(shot)
+                step = watcher.read(shot, self.ocr(shot, **option_fields)) if fresh else watcher.unchanged(shot)
+            yield step  # after the slot went back: the caller may keep the step as long as it likes
 
     def _ocr(
         self, prepared: Prepared, opts: OcrOptions, request_id: str | None, timeout: float | None, started: float
