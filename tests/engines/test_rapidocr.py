@@ -157,6 +157,7 @@ def test_defaults_and_covered_languages_give_no_warnings() -> None:
     covered = frozenset({"en", "de", "fr", "ch", "chinese_cht", "japan"})
     assert option_warnings(OcrOptions(), covered) == []
     assert option_warnings(OcrOptions(languages=("de-DE", "fr", "zh-Hant", "ja-JP")), covered) == []
+    assert option_warnings(OcrOptions(languages=("eng", "deu", "chi_sim", "chi_tra", "jpn")), covered) == []
 
 
 def test_unhonoured_options_are_warned_about(engine: RapidOcrEngine) -> None:

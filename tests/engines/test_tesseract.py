@@ -94,6 +94,13 @@ def test_unhonoured_options_are_warned_about(engine: tesseract.TesseractEngine) 
         "custom_words are not supported by tesseract",
     ]
     assert engine.recognize(image, PixelFormat.RGB, OcrOptions()).warnings == []
+    assert engine.recognize(image, PixelFormat.RGB, OcrOptions(languages=("eng",))).warnings == []
+
+
+def test_info_lists_bcp47_tags(engine: tesseract.TesseractEngine) -> None:
+    caps = engine.capabilities()
+    assert "en" in caps["languages"] and caps["default_languages"] == ["en"]
+    assert "eng" in caps["installed_languages"] and "osd" not in caps["languages"]
 
 
 def test_missing_language_data_is_a_warning_naming_the_package(engine: tesseract.TesseractEngine) -> None:

@@ -5,8 +5,8 @@ commands from its fd 3 and writes replies to its fd 4, NUL-separated JSON, so th
 whole client (no new dependency, no chromedriver, no debugging port on the network). The protocol lets
 the test wait for a condition in the page, which ``--dump-dom`` after a virtual-time budget cannot.
 
-Every wait is bounded in time; ``close`` ends the browser (Browser.close, then terminate, then kill) and
-the profile lives in a directory the caller owns.
+Every wait is bounded in time; ``close`` ends the browser (Browser.close, else SIGKILL to its process
+group) and the profile lives in a directory the caller owns.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -67,6 +68,7 @@ class Chromium:
             stderr=subprocess.DEVNULL,
             preexec_fn=wire_fds,  # the child runs only dup2 calls before exec
             close_fds=True,
+            start_new_session=True,
             pass_fds=(3, 4),  # the numbers wire_fds fills; everything else is closed after it ran
         )
         os.close(to_browser_read)
@@ -140,13 +142,10 @@ class Chromium:
                 self.call("Browser.close")
         try:
             self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        except subprocess.TimeoutExpired:  # the browser and its helpers share one new process group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
         for fd in (self._to_browser, self._from_browser):
             with contextlib.suppress(OSError):
                 os.close(fd)

@@ -521,7 +521,11 @@ class Session:
                 with self._post_lock:
                     self._outbox.clear()
                     self._outbox_room.notify_all()
-                log.info("session %s: writing failed, the session ends: %s", self.id, exc)
+                # A client that left (its BYE or its exit) makes this routine: DEBUG, like the rest of a
+                # session's housekeeping; anything else is worth an INFO line.
+                gone = isinstance(exc, (BrokenPipeError, ConnectionResetError))
+                log.log(logging.DEBUG if gone else logging.INFO, "session %s: writing failed, the session ends: %s",
+                        self.id, exc)  # fmt: skip
                 with contextlib.suppress(OSError):
                     self.sock.shutdown(socket.SHUT_RDWR)
 
