@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -44,10 +45,16 @@ _HINTS = {"size": SIZE_HINT, "list": "comma-separated whole numbers, e.g. 1000,1
 _TYPE_HINTS = {int: "a whole number", float: "a number", Path: "a path"}
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help lines wrapped at spaces only, so a flag named in a help line (``--engine-option``) stays whole."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 def add_serve(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="run the OCR service (HTTP and shared-memory sessions)",
-                           description=DESCRIPTION, epilog=EXAMPLES,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+                           description=DESCRIPTION, epilog=EXAMPLES, formatter_class=_HelpFormatter)  # fmt: skip
     serve.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON file of settings")
     serve_flags.add_service_flags(serve)
     serve.set_defaults(run=run)
