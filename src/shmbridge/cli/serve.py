@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from ..config import ServiceConfig
-from ..environment import variable_for
+from ..environment import CONFIG_VARIABLE, variable_for
 from ..values import SIZE_HINT
 from . import serve_flags
 from .serve_flags import flag_for, where_to_set
@@ -55,7 +55,8 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 def add_serve(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="run the OCR service (HTTP and shared-memory sessions)",
                            description=DESCRIPTION, epilog=EXAMPLES, formatter_class=_HelpFormatter)  # fmt: skip
-    serve.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON file of settings")
+    serve.add_argument("--config", type=Path, metavar="FILE",
+                       help=f"TOML or JSON file of settings (default: none; env {CONFIG_VARIABLE})")  # fmt: skip
     serve_flags.add_service_flags(serve)
     serve.set_defaults(run=run)
 
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         given = serve_flags.given_settings(args)
     except serve_flags.FlagValueError as exc:
         return _fail(f"{exc}", status=2)
+    if args.config is None and os.environ.get(CONFIG_VARIABLE):
+        args.config = Path(os.environ[CONFIG_VARIABLE])
     try:
         config = ServiceConfig.load(args.config, **given)
     except ValidationError as exc:
