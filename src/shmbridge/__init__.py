@@ -4,7 +4,7 @@
 
     import shmbridge
 
-    with shmbridge.Client() as client:                  # http://127.0.0.1:8080, socket discovered
+    with shmbridge.Client() as client:  # $SHMBRIDGE_URL or http://127.0.0.1:8080; $SHMBRIDGE_SOCKET_PATH or asked
         print(client.ocr("screenshot.png").text)
 
 Everything a user needs is importable from here; the submodules may move. Errors: ``shmbridge.errors`` (the

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from ..config import ServiceConfig
-from ..environment import variable_for
+from ..environment import CONFIG_VARIABLE, variable_for
 from ..values import SIZE_HINT
 from . import serve_flags
 from .serve_flags import flag_for, where_to_set
@@ -44,11 +45,18 @@ _HINTS = {"size": SIZE_HINT, "list": "comma-separated whole numbers, e.g. 1000,1
 _TYPE_HINTS = {int: "a whole number", float: "a number", Path: "a path"}
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help lines wrapped at spaces only, so a flag named in a help line (``--engine-option``) stays whole."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 def add_serve(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="run the OCR service (HTTP and shared-memory sessions)",
-                           description=DESCRIPTION, epilog=EXAMPLES,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    serve.add_argument("--config", type=Path, metavar="FILE", help="TOML or JSON file of settings")
+                           description=DESCRIPTION, epilog=EXAMPLES, formatter_class=_HelpFormatter)  # fmt: skip
+    serve.add_argument("--config", type=Path, metavar="FILE",
+                       help=f"TOML or JSON file of settings (default: none; env {CONFIG_VARIABLE})")  # fmt: skip
     serve_flags.add_service_flags(serve)
     serve.set_defaults(run=run)
 
@@ -58,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         given = serve_flags.given_settings(args)
     except serve_flags.FlagValueError as exc:
         return _fail(f"{exc}", status=2)
+    if args.config is None and os.environ.get(CONFIG_VARIABLE):
+        args.config = Path(os.environ[CONFIG_VARIABLE])
     try:
         config = ServiceConfig.load(args.config, **given)
     except ValidationError as exc:

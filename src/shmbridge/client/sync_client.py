@@ -70,6 +70,8 @@ class Client(BaseClient):
         timeout: float | Timeouts = 30.0,
         retry: RetryPolicy | None = None,
     ) -> None:
+        """``url`` defaults to ``$SHMBRIDGE_URL``, else ``http://127.0.0.1:8080``; ``socket`` to
+        ``$SHMBRIDGE_SOCKET_PATH``, else the socket the service advertises."""
         super().__init__(url, socket=socket, mode=mode, timeout=timeout, retry=retry)
         self._http = HttpTransport(self.url, self.timeouts, self.retry)
         self._session: SessionTransport | None = None
