@@ -59,7 +59,9 @@ def in_flight(socket: str) -> None:
 
 
 def steps(socket: str, url: str) -> None:
-    retry = shmbridge.RetryPolicy(attempts=2, backoff=0.05, max_backoff=0.2, jitter=0.1)
+    # A reconnect waits at least 0.9 s after a lost session, so the first call after it is surely served
+    # over HTTP (http_fallback), however slowly this container is scheduled; the test then polls for it.
+    retry = shmbridge.RetryPolicy(attempts=2, backoff=1.0, max_backoff=2.0, jitter=0.1)
     timeouts = shmbridge.Timeouts(request=5.0, session=5.0, connect=1.0)
     clients = {
         "auto": shmbridge.Client(url, socket=socket, timeout=timeouts, retry=retry),

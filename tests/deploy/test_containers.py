@@ -41,7 +41,7 @@ def test_a_1080p_frame_crosses_two_isolated_containers_without_a_copy(
         assert report["mode"] == "shared_memory", report
         assert report["checksum_matches"] and report["shape"] == [1080, 1920]
         assert report["uid"] != SERVICE_ID and report["gid"] == SERVICE_ID  # admitted by its gid alone
-        # While the client holds its session: the service maps the client's memfd; /dev/shm stays empty.
+        # While the client holds its session the service maps the session's memfd; /dev/shm stays empty.
         maps = shm_mappings(service.pid)
         assert any("/memfd:shmbridge-" in line for line in maps), maps
         assert service.dev_shm() == [] and report["dev_shm"] == []

@@ -94,7 +94,7 @@ def _cli_path() -> str:
 
 @dataclass
 class PrivateDockerd:
-    """One running private daemon; ``run``/``docker`` talk to it and to nothing else."""
+    """One running private daemon; ``run`` and ``env`` (for docker-compose) reach it and nothing else."""
 
     root: Path
     process: subprocess.Popen[bytes] | None = None
@@ -124,18 +124,10 @@ class PrivateDockerd:
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
-    def run(
-        self, *args: str, timeout: float = 120, check: bool = True, input: str | bytes | None = None
-    ) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
         """``docker ARGS`` against this daemon; raises with the output when ``check`` and it fails."""
         done = subprocess.run(
-            [self.cli, *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self.env,
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
+            [self.cli, *args], capture_output=True, text=True, timeout=timeout, env=self.env, stdin=subprocess.DEVNULL
         )
         if check and done.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
