@@ -1,7 +1,7 @@
 """The ``SHMBRIDGE_*`` variables: one name per setting for the service, the client and the CLI.
 
 Owns the names the client and CLI read (``SHMBRIDGE_URL``, ``SHMBRIDGE_SOCKET_PATH``, ``SHMBRIDGE_LOG_LEVEL``,
-``SHMBRIDGE_CONFIG``),
+``SHMBRIDGE_CONFIG``, ``SHMBRIDGE_CAPTURE_COPY``),
 the deprecated spellings that still work (with a warning), and the warning for a variable nobody reads,
 which names the closest real one. The service's own names come from ``ServiceConfig``'s fields, so a new
 field is known here without an edit. It must never decide what a value means (``values.py`` and
@@ -21,12 +21,13 @@ URL_VARIABLE = "SHMBRIDGE_URL"
 SOCKET_VARIABLE = "SHMBRIDGE_SOCKET_PATH"  # the service's field ``socket_path``: one name on both sides
 LOG_LEVEL_VARIABLE = "SHMBRIDGE_LOG_LEVEL"
 CONFIG_VARIABLE = "SHMBRIDGE_CONFIG"  # serve's --config FILE
+CAPTURE_COPY_VARIABLE = "SHMBRIDGE_CAPTURE_COPY"  # 1: client.capture() copies through the X socket
 #: Old spelling → the one name. Read with a warning; never removed without a release note.
 DEPRECATED = {"SHMBRIDGE_SOCKET": SOCKET_VARIABLE}
-CLIENT_VARIABLES = frozenset({URL_VARIABLE, SOCKET_VARIABLE, LOG_LEVEL_VARIABLE, CONFIG_VARIABLE})
-#: Names the files in deploy/ use for themselves (the launchd wrapper's binary, compose's uid and gid):
-#: they reach the process's environment there, and are not typos.
-DEPLOYMENT_VARIABLES = frozenset({"SHMBRIDGE_BIN", "SHMBRIDGE_UID", "SHMBRIDGE_GID"})
+CLIENT_VARIABLES = frozenset({URL_VARIABLE, SOCKET_VARIABLE, LOG_LEVEL_VARIABLE, CONFIG_VARIABLE, CAPTURE_COPY_VARIABLE})
+#: Names the files around shmbridge use for themselves (the launchd wrapper's binary, compose's uid and gid,
+#: the test suite's image cache): they reach the process's environment there, and are not typos.
+DEPLOYMENT_VARIABLES = frozenset({"SHMBRIDGE_BIN", "SHMBRIDGE_UID", "SHMBRIDGE_GID", "SHMBRIDGE_TEST_CACHE"})
 
 log = logging.getLogger("shmbridge.environment")
 

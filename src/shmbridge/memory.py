@@ -22,8 +22,9 @@ Rules this module keeps:
   at creation, not on the first frame, by ``madvise(MADV_POPULATE_READ/WRITE)`` called through ``ctypes``,
   which lets go of the GIL: ``mmap.mmap(..., MAP_POPULATE)`` faults the pages in while holding it, which
   froze every other session for as long (ARCHITECTURE.md, decision 1x).
-- A mapped segment costs one fd: CPython's ``mmap`` keeps a duplicate of the fd it maps, so the service
-  drops its own (``drop_fd``) once the client has it, and a client closes the one it received at once.
+- A mapped segment costs the service one fd: CPython's ``mmap`` keeps a duplicate of the fd it maps, so
+  the service drops its own (``drop_fd``) once the client has it. The client keeps the one it received,
+  for a screen capture to hand on to the X server.
 - ``close`` and ``detach`` are separate: ``Segment.close`` unmaps and closes the fd; the kernel frees the
   pages when the last process lets go. Class-level defaults let ``close`` run on half-built objects.
 - Limits are checked before any memory is created; breaking one raises ``MemoryLimitExceeded`` or
@@ -177,15 +178,14 @@ class Segment:
 
     @classmethod
     def attach(cls, segment_id: int, fd: int, slot_size: int, slot_count: int) -> Segment:
-        """Client side: map a segment received over the socket, read-write. Takes ownership of ``fd``
-        (closed once mapped: the mapping keeps its own duplicate)."""
+        """Client side: map a segment received over the socket, read-write. Takes ownership of ``fd``, and
+        keeps it: a screen capture hands it on to the X server (``capture/``), and a client's descriptors
+        count against its own limit, not the service's."""
         try:
-            segment = cls(segment_id, fd, slot_size, slot_count, writable=True)
+            return cls(segment_id, fd, slot_size, slot_count, writable=True)
         except BaseException:
             os.close(fd)
             raise
-        segment.drop_fd()
-        return segment
 
     def slot_buffer(self, slot: int) -> np.ndarray:
         """The whole slot as a flat uint8 array (writable only on the client side)."""

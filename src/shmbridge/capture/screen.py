@@ -18,13 +18,14 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..environment import CAPTURE_COPY_VARIABLE
 from ..errors import CaptureUnavailable, InvalidRequest
 from ..memory import Segment
 from ..models import PixelFormat, Roi
 from . import xcb
 
 #: Set to ``1`` to force the copying capture (for tests, or a server whose MIT-SHM misbehaves).
-FORCE_COPY_ENV = "SHMBRIDGE_CAPTURE_COPY"
+FORCE_COPY_ENV = CAPTURE_COPY_VARIABLE
 
 CaptureMethod = Literal["shared_memory", "capture_copy"]
 
