@@ -21,7 +21,7 @@ Rules this module keeps:
 - The service maps segments read-only; the client maps them read-write. The page tables are filled once,
   at creation, not on the first frame, by ``madvise(MADV_POPULATE_READ/WRITE)`` called through ``ctypes``,
   which lets go of the GIL: ``mmap.mmap(..., MAP_POPULATE)`` faults the pages in while holding it, which
-  froze every other session for as long (ARCHITECTURE.md, decision 1x).
+  froze every other session for as long (ARCHITECTURE.md, decision 16).
 - A mapped segment costs one fd: CPython's ``mmap`` keeps a duplicate of the fd it maps, so the service
   drops its own (``drop_fd``) once the client has it, and a client closes the one it received at once.
 - ``close`` and ``detach`` are separate: ``Segment.close`` unmaps and closes the fd; the kernel frees the

@@ -126,6 +126,10 @@ class SessionServer:
         self.writers = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.config.max_sessions + 1, thread_name_prefix="session-write"
         )
+        # Segments are created here, at a lower CPU priority than the session threads (``_on_alloc``).
+        self.allocator = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="segment-alloc", initializer=_lower_priority
+        )
 
     def slots_in_use(self) -> int:
         return sum(session.memory.slots_in_use for session in list(self.sessions))
@@ -196,6 +200,7 @@ class SessionServer:
         if sessions:
             await asyncio.wait([s.finished for s in sessions], timeout=timeout + 2.0)
         self.writers.shutdown(wait=False, cancel_futures=True)
+        self.allocator.shutdown(wait=False, cancel_futures=True)
         if self.wakeups is not None:
             self.wakeups.close()
 
@@ -407,9 +412,16 @@ class Session:
 
     def _on_alloc(self, event: p.Alloc) -> None:
         try:
-            segment = self.memory.allocate(event.frame_bytes, event.slots or self.server.config.slots_per_segment)
+            slots = event.slots or self.server.config.slots_per_segment
+            # On a thread of lower CPU priority: allocating and zeroing a large segment's pages is kernel
+            # work that must not take the CPU from other sessions' requests (the GIL is not held).
+            segment = self.server.allocator.submit(self.memory.allocate, event.frame_bytes, slots).result()
         except ShmBridgeError as exc:
             self._write_error(event.request_id, exc)
+            return
+        except (RuntimeError, concurrent.futures.CancelledError):  # the allocator is shut down
+            self._write_error(event.request_id, ServiceUnavailable("the service is shutting down",
+                                                                   code=ErrorCode.SHUTTING_DOWN))  # fmt: skip
             return
         frame = p.encode(p.SegmentGranted(event.request_id, segment.id, segment.slot_size, segment.slot_count))
         self._send(frame, segment.fd)
@@ -638,6 +650,12 @@ class Session:
             except BufferError:
                 log.error("session %s: a view of its memory is still referenced; mapping kept", self.id)
         log.info("session %s released %d bytes of shared memory", self.id, released)
+
+
+def _lower_priority() -> None:
+    """Make the calling thread nicer than the rest of the process (Linux: niceness is per thread)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10))
 
 
 def _busy_unnoticed() -> None:
