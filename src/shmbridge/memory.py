@@ -352,7 +352,11 @@ class SessionMemory:
                                  code=ErrorCode.BAD_DIMENSIONS)  # fmt: skip
         if frame_bytes > self.max_frame_bytes:
             raise MemoryLimitExceeded(f"a {frame_bytes}-byte frame exceeds the {self.max_frame_bytes}-byte frame limit")
-        if isinstance(slot_count, bool) or not isinstance(slot_count, int) or not 1 <= slot_count <= MAX_SLOTS_PER_SEGMENT:
+        if (
+            isinstance(slot_count, bool)
+            or not isinstance(slot_count, int)
+            or not 1 <= slot_count <= MAX_SLOTS_PER_SEGMENT
+        ):
             raise InvalidRequest(f"a segment holds 1 to {MAX_SLOTS_PER_SEGMENT} slots, not {slot_count!r}",
                                  code=ErrorCode.BAD_DIMENSIONS)  # fmt: skip
         slot_size = size_class(frame_bytes)

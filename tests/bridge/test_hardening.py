@@ -21,7 +21,7 @@ from shmbridge import protocol as p
 from shmbridge.errors import ErrorCode
 from shmbridge.memory import Segment
 from tests.support.rawpeer import RawPeer
-from tests.support.service import running_service, wait_until
+from tests.support.service import running_service
 
 linux_only = pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux /proc")
 

@@ -19,7 +19,6 @@ import logging
 import os
 import sys
 import threading
-
 from dataclasses import dataclass
 
 from ..errors import DescriptorLimitExceeded

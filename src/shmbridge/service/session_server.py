@@ -56,10 +56,11 @@ from ..errors import (
     ShmBridgeError,
 )
 from ..memory import MemoryBudget, SessionMemory
-from .fd_budget import Descriptors
 from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat, Roi
 from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path, set_recv_timeout, set_send_timeout
 from .core import ServiceCore
+from .fd_budget import Descriptors
+from .pending import PendingConnections
 from .polling import wait_until
 from .wakeups import OFF_STATUS, CpuWakeupHold
 
@@ -72,44 +73,15 @@ _LINGER = 1.0  # seconds a refused peer may still read the reason before the soc
 _HELLO_BYTES = 16 * 1024  # what a connection may send before its WELCOME: a HELLO is a few dozen bytes
 
 
-class PendingConnections:
-    """Sessions that have not been welcomed yet, oldest first, at most ``limit``. Thread-safe (the loop
-    admits, session threads settle); a leaf lock."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._order: dict[Session, None] = {}  # insertion order is age
-        self._lock = threading.Lock()
-
-    def admit(self, session: Session) -> Session | None:
-        """Count ``session``; return the oldest pending one to shed when the limit was reached."""
-        with self._lock:
-            oldest = next(iter(self._order)) if len(self._order) >= self.limit else None
-            if oldest is not None:
-                del self._order[oldest]
-            self._order[session] = None
-            return oldest
-
-    def settle(self, session: Session) -> None:
-        """``session`` was welcomed or ended: it waits no more."""
-        with self._lock:
-            self._order.pop(session, None)
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-
 class SessionServer:
     """Listens on ``config.socket_path`` and runs one ``Session`` per connection."""
 
-    def __init__(
-        self, core: ServiceCore, budget: MemoryBudget | None = None, fds: Descriptors | None = None
-    ) -> None:
+    def __init__(self, core: ServiceCore, budget: MemoryBudget | None = None, fds: Descriptors | None = None) -> None:
         self.core = core
         self.config: ServiceConfig = core.config
         self.budget = budget or MemoryBudget(self.config.total_bytes, self.config.max_sessions)
         self.fds = fds or Descriptors.measured(self.config.max_sessions + self.config.max_pending_connections)
-        self.pending = PendingConnections(self.config.max_pending_connections)
+        self.pending: PendingConnections[Session] = PendingConnections(self.config.max_pending_connections)
         self.sessions: set[Session] = set()
         self._listener: socket.socket | None = None
         self._accept_task: asyncio.Task[None] | None = None
@@ -252,7 +224,11 @@ class Session:
         self.conn = p.ServerConnection(server.config.max_control_frame)
         config = server.config
         self.memory = SessionMemory(
-            server.budget, config.session_bytes, config.max_frame_bytes, config.max_segments_per_session, server.fds.memory
+            server.budget,
+            config.session_bytes,
+            config.max_frame_bytes,
+            config.max_segments_per_session,
+            server.fds.memory,
         )
         self._hello_deadline = time.monotonic() + config.request_timeout  # from accept, not from the last byte
         self.metrics = self.core.metrics
