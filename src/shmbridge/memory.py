@@ -382,6 +382,10 @@ class SessionMemory:
             raise
         try:
             segment = Segment.create(self._next_id, slot_size, slot_count)
+        except OSError as exc:  # EMFILE, ENOMEM, ENOSPC: the machine's limits, told as ours
+            self.budget.release(nbytes)
+            self.fds.give()
+            raise MemoryLimitExceeded(f"the service could not create a {nbytes}-byte segment: {exc.strerror}") from None
         except BaseException:
             self.budget.release(nbytes)
             self.fds.give()
