@@ -181,5 +181,6 @@ def test_the_bearer_token_guards_every_route_but_health_and_metrics(
             assert client.ocr(np.zeros((8, 8, 3), dtype=np.uint8)).communication_mode == "http"
         # Listening beyond loopback with a token: no warning. Without one there is (next service).
         assert "without a bearer token" not in service.log()
+    monkeypatch.delenv("SHMBRIDGE_API_TOKEN")  # the next service must start without one
     with running_service(tmp_path, "--host", "0.0.0.0", "--no-warm-up", shm=False) as open_service:
         assert "without a bearer token" in open_service.log()
