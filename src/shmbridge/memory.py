@@ -21,7 +21,7 @@ Rules this module keeps:
 - The service maps segments read-only; the client maps them read-write. The page tables are filled once,
   at creation, not on the first frame, by ``madvise(MADV_POPULATE_READ/WRITE)`` called through ``ctypes``,
   which lets go of the GIL: ``mmap.mmap(..., MAP_POPULATE)`` faults the pages in while holding it, which
-  froze every other session for as long (ARCHITECTURE.md, decision 1x).
+  froze every other session for as long (ARCHITECTURE.md, decision 16).
 - A mapped segment costs the service one fd: CPython's ``mmap`` keeps a duplicate of the fd it maps, so
   the service drops its own (``drop_fd``) once the client has it. The client keeps the one it received,
   for a screen capture to hand on to the X server.
@@ -358,7 +358,11 @@ class SessionMemory:
                 f"a {frame_bytes}-byte frame exceeds the {self.max_frame_bytes}-byte frame limit "
                 f"({limit_hint('max_frame_bytes')})"
             )
-        if isinstance(slot_count, bool) or not isinstance(slot_count, int) or not 1 <= slot_count <= MAX_SLOTS_PER_SEGMENT:
+        if (
+            isinstance(slot_count, bool)
+            or not isinstance(slot_count, int)
+            or not 1 <= slot_count <= MAX_SLOTS_PER_SEGMENT
+        ):
             raise InvalidRequest(f"a segment holds 1 to {MAX_SLOTS_PER_SEGMENT} slots, not {slot_count!r}",
                                  code=ErrorCode.BAD_DIMENSIONS)  # fmt: skip
         slot_size = size_class(frame_bytes)
@@ -384,6 +388,10 @@ class SessionMemory:
             raise
         try:
             segment = Segment.create(self._next_id, slot_size, slot_count)
+        except OSError as exc:  # EMFILE, ENOMEM, ENOSPC: the machine's limits, told as ours
+            self.budget.release(nbytes)
+            self.fds.give()
+            raise MemoryLimitExceeded(f"the service could not create a {nbytes}-byte segment: {exc.strerror}") from None
         except BaseException:
             self.budget.release(nbytes)
             self.fds.give()

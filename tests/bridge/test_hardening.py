@@ -178,6 +178,22 @@ def test_fd_hoarders_get_typed_errors_and_new_sessions_still_open(tmp_path: Path
             assert refused_at is not None and refused_at <= 256
             assert http.get("/health").status_code == 200
             assert http.get("/api/v1/bridge/info").status_code == 200
+
+        # Idle TCP connections, which uvicorn alone would keep for ever, are counted too: beyond their
+        # share they get a bare 503, and sessions are not touched.
+        idle = [socket.create_connection(("127.0.0.1", service.port), timeout=10) for _ in range(100)]
+        try:
+            refused = 0
+            for conn in idle[-20:]:
+                conn.settimeout(5)
+                refused += conn.recv(64).startswith(b"HTTP/1.1 503")
+            assert refused == 20
+            with RawPeer(service.socket_path) as newcomer:
+                newcomer.handshake()
+        finally:
+            for conn in idle:
+                conn.close()
+        assert wait_until(lambda: httpx.get(f"{service.url}/health", timeout=10).status_code == 200, timeout=10)
         assert service.alive()
 
 

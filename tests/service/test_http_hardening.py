@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import socket
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from shmbridge.bench.abuse_attacks import chained_tiff
 from tests.support.service import RunningService, running_service
 
 TRUNCATE_SECONDS = float(os.environ.get("SHMBRIDGE_TRUNCATE_SECONDS", "8"))
@@ -116,25 +116,10 @@ def test_stalled_bodies_cost_no_memory_until_their_bytes_arrive(hardened: Runnin
             conn.close()
 
 
-def _chained_tiff(frames: int) -> bytes:
-    """A little-endian TIFF of ``frames`` 1x1 gray images, each its own IFD, all sharing one pixel."""
-    entries = [(256, 3, 1, 1), (257, 3, 1, 1), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
-               (273, 4, 1, 8), (277, 3, 1, 1), (278, 3, 1, 1), (279, 4, 1, 1)]  # fmt: skip
-    ifd_size = 2 + 12 * len(entries) + 4
-    first = 10
-    body = bytearray(b"II*\x00" + struct.pack("<I", first) + b"\x80\x00")
-    packed_entries = b"".join(struct.pack("<HHII", *entry) for entry in entries)
-    count = struct.pack("<H", len(entries))
-    for index in range(frames):
-        following = first + (index + 1) * ifd_size if index + 1 < frames else 0
-        body += count + packed_entries + struct.pack("<I", following)
-    return bytes(body)
-
-
 def test_a_tiff_of_100k_chained_frames_is_refused_at_once(hardened: RunningService) -> None:
     """``n_frames`` walked all 100k IFDs (47 s, then a 200)."""
-    data = _chained_tiff(100_000)
-    assert Image.open(io.BytesIO(_chained_tiff(3))).size == (1, 1)  # the file is a valid TIFF
+    data = chained_tiff(100_000)
+    assert Image.open(io.BytesIO(chained_tiff(3))).size == (1, 1)  # the file is a valid TIFF
     with httpx.Client(base_url=hardened.url, timeout=15) as http:
         started = time.monotonic()
         response = http.post("/api/v1/ocr", content=data, headers={"Content-Type": "image/tiff"})
@@ -142,7 +127,7 @@ def test_a_tiff_of_100k_chained_frames_is_refused_at_once(hardened: RunningServi
         assert response.status_code == 413, response.text
         assert "frames" in response.json()["error"]["message"]
         assert took < 10, took  # bounded; the real figure is in docs/benchmarks.md
-        few = http.post("/api/v1/ocr", content=_chained_tiff(3), headers={"Content-Type": "image/tiff"})
+        few = http.post("/api/v1/ocr", content=chained_tiff(3), headers={"Content-Type": "image/tiff"})
         assert few.status_code in (200, 413), few.text  # a short multi-page TIFF: first page, or too slow
 
 
@@ -196,5 +181,6 @@ def test_the_bearer_token_guards_every_route_but_health_and_metrics(
             assert client.ocr(np.zeros((8, 8, 3), dtype=np.uint8)).communication_mode == "http"
         # Listening beyond loopback with a token: no warning. Without one there is (next service).
         assert "without a bearer token" not in service.log()
+    monkeypatch.delenv("SHMBRIDGE_API_TOKEN")  # the next service must start without one
     with running_service(tmp_path, "--host", "0.0.0.0", "--no-warm-up", shm=False) as open_service:
         assert "without a bearer token" in open_service.log()

@@ -4,8 +4,9 @@ Every descriptor a peer can make the service hold is taken from an ``FdBudget`` 
 session's socket (from accept to its end) from ``Descriptors.connections``; a shared-memory segment (one
 fd each, ``memory.Segment``) and a registered region (one fd each) from ``Descriptors.memory``. What is
 left of the process limit after the descriptors open at start and a reserve (log files, the engine's own
-files, HTTP connections, a socket accepted only to be refused) is split between the two: connections get
-room for every session and pending connection the config allows (at most half), memory the rest. When a
+files, a socket accepted only to be refused) is split between the two: connections get room for every
+session and pending connection the config allows (at most half), memory the rest; HTTP connections
+(``http_connections``) get half of the reserve. When a
 budget is spent a peer gets a typed ``DescriptorLimitExceeded`` instead of the process running into
 ``EMFILE``; since peers that hoard segments or regions cannot spend the connections' share, new sessions
 still open, and ``/health`` keeps working.
@@ -19,7 +20,6 @@ import logging
 import os
 import sys
 import threading
-
 from dataclasses import dataclass
 
 from ..errors import DescriptorLimitExceeded
@@ -99,6 +99,8 @@ class Descriptors:
 
     connections: FdBudget
     memory: FdBudget
+    #: HTTP connections: half of the reserve (the other half: the engine, logging, refusals).
+    http: FdBudget
 
     @classmethod
     def for_process(cls, soft_limit: int, open_now: int, connections: int) -> Descriptors:
@@ -107,7 +109,7 @@ class Descriptors:
         reserve = max(MIN_RESERVE, int(soft_limit * RESERVE_FRACTION))
         spare = max(0, soft_limit - open_now - reserve)
         for_connections = min(connections, spare // 2)
-        return cls(FdBudget(for_connections), FdBudget(spare - for_connections))
+        return cls(FdBudget(for_connections), FdBudget(spare - for_connections), FdBudget(reserve // 2))
 
     @classmethod
     def measured(cls, connections: int) -> Descriptors:
@@ -115,4 +117,4 @@ class Descriptors:
         return cls.for_process(raise_nofile_limit(), open_fd_count(), connections)
 
     def status(self) -> dict[str, dict[str, int]]:
-        return {"connections": self.connections.status(), "memory": self.memory.status()}
+        return {"connections": self.connections.status(), "memory": self.memory.status(), "http": self.http.status()}

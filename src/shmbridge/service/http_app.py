@@ -64,7 +64,11 @@ def create_app(
     """The FastAPI app for one service; ``sessions`` is ``None`` when session mode is off."""
     config = core.config
     regions = RegionRegistry(
-        config.region_dir, config.max_regions_per_client, config.max_region_bytes, config.max_regions, fds.memory if fds is not None else None
+        config.region_dir,
+        config.max_regions_per_client,
+        config.max_region_bytes,
+        config.max_regions,
+        fds.memory if fds is not None else None,
     )
     gate = DecodeGate(max(2, config.in_flight_limit), config.queue_size, config.request_timeout, config.retry_after,
                       config.decode_timeout)  # fmt: skip

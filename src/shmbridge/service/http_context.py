@@ -207,7 +207,5 @@ async def read_body(request: Request, limit: int) -> bytes | bytearray:
         if len(buffer) > limit:
             raise FrameTooLarge(f"the body exceeds {limit} bytes")
     if length is not None and len(buffer) != length:
-        raise InvalidRequest(
-            f"the body ended after {len(buffer)} of {length} bytes", code=ErrorCode.SHAPE_MISMATCH
-        )
+        raise InvalidRequest(f"the body ended after {len(buffer)} of {length} bytes", code=ErrorCode.SHAPE_MISMATCH)
     return buffer

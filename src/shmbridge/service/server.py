@@ -31,6 +31,7 @@ from ..config import ServiceConfig
 from ..memory import MemoryBudget
 from .core import ServiceCore
 from .fd_budget import Descriptors, open_fd_count, raise_nofile_limit
+from .http_connections import budgeted_protocol
 from .polling import wait_until
 from .session_server import SessionServer
 
@@ -112,8 +113,9 @@ class Server:
             await self.core.start()  # the engine's own files are open now, before the budget is sized
             connections = self.config.max_sessions + self.config.max_pending_connections
             self.fds = Descriptors.for_process(soft_limit, open_fd_count(), connections)
-            log.info("open-file limit %d: %d descriptors for session sockets, %d for segments and regions",
-                     soft_limit, self.fds.connections.limit, self.fds.memory.limit)  # fmt: skip
+            log.info("open-file limit %d: %d descriptors for session sockets, %d for segments and regions, %d "
+                     "for HTTP connections", soft_limit, self.fds.connections.limit, self.fds.memory.limit,
+                     self.fds.http.limit)  # fmt: skip
             if self.config.shm_enabled:
                 self.sessions = SessionServer(self.core, self.budget, self.fds)
                 await self.sessions.start()
@@ -142,6 +144,9 @@ class Server:
             # Longer than clients keep idle connections (httpx: 5 s), so the client closes first and never
             # sends a request into a connection the server is closing at that moment.
             timeout_keep_alive=30,
+            # Counted in the fd budget, and closed when silent for request_timeout (uvicorn keeps a connection
+            # that never sends a byte open for ever).
+            http=budgeted_protocol(self.fds.http, self.config.request_timeout) if self.fds is not None else "auto",
         )
         self._http = _EmbeddedUvicorn(uv_config)
         self._http_task = asyncio.get_running_loop().create_task(self._http.serve([listener]), name="http")

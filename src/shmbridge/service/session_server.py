@@ -56,10 +56,11 @@ from ..errors import (
     ShmBridgeError,
 )
 from ..memory import MemoryBudget, SessionMemory
-from .fd_budget import Descriptors
 from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat, Roi
 from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path, set_recv_timeout, set_send_timeout
 from .core import ServiceCore
+from .fd_budget import Descriptors
+from .pending import PendingConnections
 from .polling import wait_until
 from .wakeups import OFF_STATUS, CpuWakeupHold
 
@@ -72,44 +73,15 @@ _LINGER = 1.0  # seconds a refused peer may still read the reason before the soc
 _HELLO_BYTES = 16 * 1024  # what a connection may send before its WELCOME: a HELLO is a few dozen bytes
 
 
-class PendingConnections:
-    """Sessions that have not been welcomed yet, oldest first, at most ``limit``. Thread-safe (the loop
-    admits, session threads settle); a leaf lock."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._order: dict[Session, None] = {}  # insertion order is age
-        self._lock = threading.Lock()
-
-    def admit(self, session: Session) -> Session | None:
-        """Count ``session``; return the oldest pending one to shed when the limit was reached."""
-        with self._lock:
-            oldest = next(iter(self._order)) if len(self._order) >= self.limit else None
-            if oldest is not None:
-                del self._order[oldest]
-            self._order[session] = None
-            return oldest
-
-    def settle(self, session: Session) -> None:
-        """``session`` was welcomed or ended: it waits no more."""
-        with self._lock:
-            self._order.pop(session, None)
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-
 class SessionServer:
     """Listens on ``config.socket_path`` and runs one ``Session`` per connection."""
 
-    def __init__(
-        self, core: ServiceCore, budget: MemoryBudget | None = None, fds: Descriptors | None = None
-    ) -> None:
+    def __init__(self, core: ServiceCore, budget: MemoryBudget | None = None, fds: Descriptors | None = None) -> None:
         self.core = core
         self.config: ServiceConfig = core.config
         self.budget = budget or MemoryBudget(self.config.total_bytes, self.config.max_sessions)
         self.fds = fds or Descriptors.measured(self.config.max_sessions + self.config.max_pending_connections)
-        self.pending = PendingConnections(self.config.max_pending_connections)
+        self.pending: PendingConnections[Session] = PendingConnections(self.config.max_pending_connections)
         self.sessions: set[Session] = set()
         self._listener: socket.socket | None = None
         self._accept_task: asyncio.Task[None] | None = None
@@ -125,6 +97,10 @@ class SessionServer:
         # worker, never another session's replies.
         self.writers = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.config.max_sessions + 1, thread_name_prefix="session-write"
+        )
+        # Segments are created here, at a lower CPU priority than the session threads (``_on_alloc``).
+        self.allocator = concurrent.futures.ThreadPoolExecutor(
+            max_workers=2, thread_name_prefix="segment-alloc", initializer=_lower_priority
         )
 
     def slots_in_use(self) -> int:
@@ -196,6 +172,7 @@ class SessionServer:
         if sessions:
             await asyncio.wait([s.finished for s in sessions], timeout=timeout + 2.0)
         self.writers.shutdown(wait=False, cancel_futures=True)
+        self.allocator.shutdown(wait=False, cancel_futures=True)
         if self.wakeups is not None:
             self.wakeups.close()
 
@@ -247,7 +224,11 @@ class Session:
         self.conn = p.ServerConnection(server.config.max_control_frame)
         config = server.config
         self.memory = SessionMemory(
-            server.budget, config.session_bytes, config.max_frame_bytes, config.max_segments_per_session, server.fds.memory
+            server.budget,
+            config.session_bytes,
+            config.max_frame_bytes,
+            config.max_segments_per_session,
+            server.fds.memory,
         )
         self._hello_deadline = time.monotonic() + config.request_timeout  # from accept, not from the last byte
         self.metrics = self.core.metrics
@@ -407,9 +388,16 @@ class Session:
 
     def _on_alloc(self, event: p.Alloc) -> None:
         try:
-            segment = self.memory.allocate(event.frame_bytes, event.slots or self.server.config.slots_per_segment)
+            slots = event.slots or self.server.config.slots_per_segment
+            # On a thread of lower CPU priority: allocating and zeroing a large segment's pages is kernel
+            # work that must not take the CPU from other sessions' requests (the GIL is not held).
+            segment = self.server.allocator.submit(self.memory.allocate, event.frame_bytes, slots).result()
         except ShmBridgeError as exc:
             self._write_error(event.request_id, exc)
+            return
+        except (RuntimeError, concurrent.futures.CancelledError):  # the allocator is shut down
+            self._write_error(event.request_id, ServiceUnavailable("the service is shutting down",
+                                                                   code=ErrorCode.SHUTTING_DOWN))  # fmt: skip
             return
         frame = p.encode(p.SegmentGranted(event.request_id, segment.id, segment.slot_size, segment.slot_count))
         self._send(frame, segment.fd)
@@ -642,6 +630,12 @@ class Session:
             except BufferError:
                 log.error("session %s: a view of its memory is still referenced; mapping kept", self.id)
         log.debug("session %s released %d bytes of shared memory", self.id, released)
+
+
+def _lower_priority() -> None:
+    """Make the calling thread nicer than the rest of the process (Linux: niceness is per thread)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10))
 
 
 def _busy_unnoticed() -> None:
