@@ -154,3 +154,41 @@ def test_cli_language_eng_does_not_warn(rapidocr_service: ServiceProcess, tmp_pa
     result = json.loads(out.stdout.splitlines()[-1])
     assert result["warnings"] == [] and "not cover" not in out.stderr
     check_text(result["text"])
+
+
+# -- a picture of what was read ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", ["png", "raw bgr"])
+def test_render_png_draws_the_boxes_where_the_lines_are(rapidocr_service: ServiceProcess, rendered, body) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    png, pixels = rendered
+    height, width = pixels.shape[:2]
+    with httpx.Client(base_url=rapidocr_service.base_url, timeout=120) as client:
+        result = client.post("/api/v1/ocr", content=png, headers={"content-type": "image/png"}).json()
+        if body == "png":
+            drawn = client.post("/api/v1/ocr", params={"render": "png"}, content=png,
+                                headers={"content-type": "image/png"})  # fmt: skip
+        else:
+            drawn = client.post(
+                "/api/v1/ocr",
+                params={"height": height, "width": width, "channels": 3, "pixel_format": "bgr", "render": "png"},
+                content=np.ascontiguousarray(pixels[:, :, ::-1]).tobytes(),
+                headers={"content-type": "application/octet-stream"},
+            )
+        bad = client.post("/api/v1/ocr", params={"render": "gif"}, content=png, headers={"content-type": "image/png"})
+    assert drawn.status_code == 200 and drawn.headers["content-type"] == "image/png", drawn.text
+    assert int(drawn.headers["x-shmbridge-lines"]) == len(result["lines"]) >= 2
+    assert drawn.headers["x-request-id"]
+    picture = np.asarray(Image.open(io.BytesIO(drawn.content)).convert("RGB"))
+    assert picture.shape == pixels.shape
+    # Inside each line's box the picture is tinted; far from every box it is the original, untouched.
+    for line in result["lines"]:
+        box = line["box"]
+        y0, y1 = int(box["y"]), int(box["y"] + box["height"])
+        x0, x1 = int(box["x"]), int(box["x"] + box["width"])
+        changed = np.any(picture[y0:y1, x0:x1] != pixels[y0:y1, x0:x1], axis=2).mean()
+        assert changed > 0.5, (line["text"], changed)
+    assert np.array_equal(picture[-3:, -3:], pixels[-3:, -3:])
+    assert bad.status_code == 422

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..environment import SOCKET_VARIABLE, socket_from_environment, url_from_environment
 from ..capture.screen import Capture, Screens
+from ..environment import SOCKET_VARIABLE, socket_from_environment, url_from_environment
 from ..errors import (
     Busy,
     InvalidRequest,

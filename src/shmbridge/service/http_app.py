@@ -26,8 +26,8 @@ from ..memory import MemoryBudget
 from .body_budget import BodyBudget, BodyBudgetMiddleware
 from .core import ServiceCore
 from .fd_budget import Descriptors
-from .http_auth import BearerTokenMiddleware
 from .http_access import AccessLogMiddleware
+from .http_auth import BearerTokenMiddleware
 from .http_context import DecodeGate, HttpContext
 from .http_docs import install_docs
 from .http_errors import BodyLimitMiddleware, install_error_handlers

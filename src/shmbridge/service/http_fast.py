@@ -20,6 +20,7 @@ from ..models import OcrResult, PixelFormat, Roi
 from .http_context import HttpContext, request_id_of, tag_request
 from .http_images import RAW_MEDIA_TYPE, decode_image, parse_shape, raw_view
 from .http_models import ERROR_RESPONSES, MAX_FIELD, build_options, resolve_format
+from .http_render import render_png
 from .http_uploads import GENERIC_MEDIA_TYPES, MULTIPART, check_media, media_type, read_upload, require_image
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -55,6 +56,7 @@ _QUERY = frozenset(
         "minimum_text_height",
         "roi",
         "request_id",
+        "render",
     }
 )
 _Dim = Annotated[int | None, Query(gt=0, lt=1 << 31)]
@@ -70,6 +72,13 @@ def fast_router(ctx: HttpContext) -> APIRouter:
     @router.post(
         "/api/v1/ocr",
         response_model=OcrResult,
+        responses={
+            200: {
+                "content": {"image/png": {}},
+                "description": "The result; with render=png, the image "
+                "with each line's box, text and confidence drawn on it",
+            }
+        },  # fmt: skip
         summary="OCR an encoded image or raw pixels sent as the request body",
         openapi_extra=_BODY_DOC,
     )
@@ -88,9 +97,13 @@ def fast_router(ctx: HttpContext) -> APIRouter:
         minimum_text_height: Annotated[float, Query(ge=0.0, le=1.0)] = 0.03125,
         roi: Annotated[str | None, Query(max_length=128, description="x,y,width,height in pixels")] = None,
         request_id: Annotated[str | None, Query(max_length=128)] = None,
+        render: Annotated[
+            Literal["png"] | None,
+            Query(description="png: answer with the image and each line's box, text and confidence drawn on it"),
+        ] = None,
         x_shmbridge_shape: Annotated[str | None, Header(max_length=64, description="HxWxC or HxW")] = None,
         x_shmbridge_pixel_format: Annotated[PixelFormat | None, Header()] = None,
-    ) -> OcrResult:
+    ) -> OcrResult | Response:
         rid = tag_request(request, response, request_id_of(request, request_id))
         ctx.count_fallback(request)
         media = media_type(request.headers.get("content-type"))
@@ -127,9 +140,13 @@ def fast_router(ctx: HttpContext) -> APIRouter:
             ctx.observe_error(mode, exc)
             raise
         if raw:
-            return await ctx.core.process(image, fmt, options, mode=mode, request_id=rid, received_bytes=len(body))
-        check = ctx.core.check_frame_size
-        return await ctx.ocr_encoded(lambda: decode_image(body, check), options, mode=mode, request_id=rid)
+            result = await ctx.core.process(image, fmt, options, mode=mode, request_id=rid, received_bytes=len(body))
+        else:
+            check = ctx.core.check_frame_size
+            result = await ctx.ocr_encoded(lambda: decode_image(body, check), options, mode=mode, request_id=rid)
+        if render is None:
+            return result
+        return await render_png(image if raw else bytes(body), fmt if raw else None, result, dict(response.headers))
 
     return router
 

@@ -29,8 +29,8 @@ from PIL import Image
 
 from ..errors import ErrorCode, FrameTooLarge, InvalidRequest, ShmBridgeError
 from ..models import PixelFormat
-from .image_bounds import check_frame_chain
 from .http_sniff import header_size
+from .image_bounds import check_frame_chain
 
 #: Pillow format names we parse. GIF is accepted too because the old service took it.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
