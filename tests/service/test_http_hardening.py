@@ -176,6 +176,8 @@ def test_the_bearer_token_guards_every_route_but_health_and_metrics(
             assert allowed.status_code == 200, allowed.text
             assert http.get("/health").status_code == 200
             assert http.get("/metrics").status_code == 200
+            assert http.get("/docs").status_code == 200  # the page describes the API; it holds no data
+            assert http.get("/openapi.json").status_code == 200
         monkeypatch.setenv("SHMBRIDGE_API_TOKEN", token)  # the client reads the same variable
         with Client(url=url, mode="http") as client:
             assert client.ocr(np.zeros((8, 8, 3), dtype=np.uint8)).communication_mode == "http"

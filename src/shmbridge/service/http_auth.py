@@ -1,8 +1,9 @@
 """The optional bearer token of the HTTP door (``SHMBRIDGE_API_TOKEN``).
 
 With a token configured every HTTP request must carry ``Authorization: Bearer <token>``, except the
-health probes (``/health`` and ``/health/...``, which orchestrators call without credentials) and
-``/metrics`` (and ``/metrics/...``) unless ``metrics_auth`` is set. Anything else gets 401 with
+health probes (``/health`` and ``/health/...``, which orchestrators call without credentials), the API's
+own description (``/docs``, its assets and ``/openapi.json``: they hold no data, and a browser cannot
+send the header to load them) and ``/metrics`` (and ``/metrics/...``) unless ``metrics_auth`` is set. Anything else gets 401 with
 ``WWW-Authenticate: Bearer`` before a byte of its body is read. The comparison takes constant time.
 
 The socket door does not use the token: the kernel tells it the peer's uid and gid. This module must
@@ -20,8 +21,13 @@ from ..errors import ErrorCode
 from .http_errors import error_body
 
 
+#: Routes open without the token, and the prefixes under which every path is.
+_OPEN = frozenset({"/health", "/docs", "/openapi.json"})
+_OPEN_PREFIXES = ("/health/", "/docs/")
+
+
 def _exempt(path: str, metrics_open: bool) -> bool:
-    if path == "/health" or path.startswith("/health/"):
+    if path in _OPEN or path.startswith(_OPEN_PREFIXES):
         return True
     return metrics_open and (path == "/metrics" or path.startswith("/metrics/"))
 
