@@ -1,19 +1,20 @@
-"""RapidOCR (PP-OCR models on CPU onnxruntime): the default engine on Linux.
+"""RapidOCR (PP-OCR models on CPU, onnxruntime or OpenVINO): the default engine on Linux.
 
-It owns one RapidOCR pipeline built from the model files inside the installed ``rapidocr`` wheel, the
-mapping of ``OcrOptions`` onto what that pipeline can honour, and the conversion of its output into
-``TextLine`` objects whose boxes fit the ink of each line.
+It owns the mapping of ``OcrOptions`` onto what the PP-OCR pipeline (``ppocr.py``) can honour (the
+recognition level picks the detection side), where the model files come from (the installed ``rapidocr``
+wheel, checked first), and the conversion of the pipeline's output into ``TextLine`` objects whose boxes
+fit the ink of each line.
 
 What it must never do:
 
 - download anything: every model path is passed explicitly after checking the file is in the wheel, so
   RapidOCR never reaches its download code (which it runs whenever a model path is left unset);
-- pass per-call parameters to RapidOCR: its ``__call__`` writes them onto the instance, where they would
-  stick for the next request; everything is configured once, at construction;
-- write to or keep the image it is given (RapidOCR's own output holds a reference; it is dropped here).
+- change its configuration per call: everything is configured once, at construction, and a request only
+  chooses between the two levels' settings;
+- write to or keep the image it is given.
 
-Measured on a 1920×1080 synthetic desktop: 0.07% character error with the angle classifier off and
-detection at the image's real size (``limit_type=max``, side 2000); the classifier flips UI lines.
+The angle classifier stays off: it flips UI lines. docs/benchmarks.md has the measurements behind the
+defaults below.
 """
 
 from __future__ import annotations
