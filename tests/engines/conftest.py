@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from shmbridge.bench import synthetic
@@ -83,3 +84,16 @@ def desktop() -> synthetic.Labelled:
     image, truth = synthetic.desktop_1080p()
     image.flags.writeable = False  # engines read shared memory read-only; so do they here
     return image, truth
+
+
+@pytest.fixture(scope="module")
+def network_attempts() -> Iterator[list[str]]:
+    """The network guard, up for a whole test module; the module fails if anything tried to get out."""
+    with offline() as attempts:
+        yield attempts
+    assert attempts == [], f"rapidocr tried to use the network: {attempts}"
+
+
+def bgr(rgb: np.ndarray) -> np.ndarray:
+    """An RGB image as the C-contiguous BGR array rapidocr takes."""
+    return np.ascontiguousarray(rgb[:, :, ::-1])

@@ -17,13 +17,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from shmbridge.bench import synthetic
 from shmbridge.config import ServiceConfig
 from shmbridge.engines import create_engine
-from shmbridge.engines.backends import default_backend, installed, openvino_is_default_platform
+from shmbridge.engines.backends import DEFAULT_BACKEND, default_backend, installed
 from shmbridge.engines.base import STAGES
 from shmbridge.engines.ppocr import detection_size
 from shmbridge.engines.rapidocr import RapidOcrEngine
@@ -32,16 +31,9 @@ from shmbridge.errors import EngineUnavailable
 from shmbridge.models import OcrOptions, PixelFormat
 from shmbridge.service.core import ServiceCore
 
-from .conftest import offline, require_fonts
+from .conftest import bgr, require_fonts
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def network_attempts() -> Iterator[list[str]]:
-    with offline() as attempts:
-        yield attempts
-    assert attempts == [], f"rapidocr tried to use the network: {attempts}"
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +43,6 @@ def engine(network_attempts: list[str]) -> Iterator[RapidOcrEngine]:
     built.warm_up()
     yield built
     built.close()
-
-
-def bgr(rgb: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
 # -- two resolutions -------------------------------------------------------------------------------------
@@ -148,11 +136,9 @@ def test_fast_level_changes_the_configuration(engine: RapidOcrEngine) -> None:
 # -- backends --------------------------------------------------------------------------------------------
 
 
-def test_default_backend_follows_the_platform() -> None:
-    if openvino_is_default_platform() and installed("openvino"):
-        assert default_backend() == "openvino"
-    else:
-        assert default_backend() == "onnxruntime"
+def test_default_backend_is_onnxruntime() -> None:
+    assert default_backend() == DEFAULT_BACKEND == "onnxruntime"
+    assert create_engine("rapidocr", intra_op_threads=1).capabilities()["backend"] == "onnxruntime"
 
 
 def test_openvino_backend_reads_like_onnxruntime(engine: RapidOcrEngine, network_attempts: list[str]) -> None:

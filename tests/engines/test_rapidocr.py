@@ -36,18 +36,11 @@ from shmbridge.models import OcrOptions, OcrResult, PixelFormat, Roi
 from shmbridge.service.core import ServiceCore
 
 from .cer import box_error, cer, match_lines, normalise
-from .conftest import offline, require_fonts, scan
+from .conftest import bgr, require_fonts, scan
 
 BOX_TOLERANCE_PX = 3
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture(scope="module")
-def network_attempts() -> Iterator[list[str]]:
-    with offline() as attempts:
-        yield attempts
-    assert attempts == [], f"rapidocr tried to use the network: {attempts}"
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +50,6 @@ def engine(network_attempts: list[str]) -> Iterator[RapidOcrEngine]:
     built.warm_up()
     yield built
     built.close()
-
-
-def bgr(rgb: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(rgb[:, :, ::-1])
 
 
 def read(engine: RapidOcrEngine, rgb: np.ndarray, options: OcrOptions | None = None) -> EngineOutput:

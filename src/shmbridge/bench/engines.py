@@ -57,16 +57,16 @@ SETUPS: dict[str, Setup] = {
         options={"backend": "onnxruntime", "detect_side": 2000, "intra_op_threads": 0},
         about="reference: full-size detection, onnxruntime, default threads",
     ),
-    "accurate": Setup(about="the default: two resolutions, default backend, thread budget"),
-    "fast": Setup(level="fast", about="recognition_level=fast on the default"),
-    "accurate-ort": Setup(options={"backend": "onnxruntime"}, about="the default on onnxruntime"),
+    "accurate": Setup(about="the default: onnxruntime, full-size detection, thread budget"),
+    "fast": Setup(level="fast", about="recognition_level=fast on the default (detection at 1088 px)"),
+    "accurate-ov": Setup(options={"backend": "openvino"}, about="the default on OpenVINO"),
     "accurate-1x2": Setup(workers=1, about="the default, one worker with two threads"),
-    "detect-1920": Setup(options={"detect_side": 1920}, about="the default with full-size detection"),
+    "detect-1280": Setup(options={"detect_side": 1280}, about="the default detecting at 1280 px"),
     "detect-1088": Setup(options={"detect_side": 1088}, about="the default detecting at 1088 px"),
     "detect-960": Setup(options={"detect_side": 960}, about="the default detecting at 960 px"),
     "tesseract": Setup(engine="tesseract", about="tesseract (optional extra)"),
 }
-DEFAULT_SETUPS = [REFERENCE, "accurate", "fast", "accurate-ort", "accurate-1x2", "detect-1920"]
+DEFAULT_SETUPS = [REFERENCE, "accurate", "fast", "accurate-ov", "accurate-1x2", "detect-1280"]
 
 
 def proc_status(pid: int) -> dict[str, float]:

@@ -1,9 +1,9 @@
 """Inference backends for the PP-OCR models: which ones exist, which is the default, and what to install.
 
-RapidOCR runs the same ONNX models on onnxruntime or on OpenVINO. OpenVINO is the default on x86-64
-Linux, where it is installed with shmbridge's default dependencies (docs/benchmarks.md has the figures
-that chose it); onnxruntime everywhere else. The default falls back to onnxruntime when OpenVINO
-cannot be imported, so a trimmed install still starts.
+RapidOCR runs the same ONNX models on onnxruntime or on OpenVINO (the ``openvino`` extra). onnxruntime
+is the default everywhere: measured in the same runs (docs/benchmarks.md), OpenVINO used about as much
+CPU per page once each worker had one thread, at the same recall, and its service's RSS was higher
+than today's, which the default may not exceed.
 
 What it must never do: import a backend at module import (each is imported only when asked for), or let
 a missing backend surface as an ``ImportError`` from deep inside RapidOCR.
@@ -12,8 +12,6 @@ a missing backend surface as an ``ImportError`` from deep inside RapidOCR.
 from __future__ import annotations
 
 import importlib.util
-import platform
-import sys
 
 from ..errors import EngineUnavailable
 
@@ -24,11 +22,6 @@ BACKENDS: dict[str, tuple[str, str]] = {
 }
 
 
-def openvino_is_default_platform() -> bool:
-    """x86-64 Linux, where OpenVINO is a default dependency."""
-    return sys.platform == "linux" and platform.machine().lower() in ("x86_64", "amd64")
-
-
 def installed(backend: str) -> bool:
     """Whether the backend's package can be imported (without importing it)."""
     try:
@@ -37,11 +30,12 @@ def installed(backend: str) -> bool:
         return False
 
 
+#: The backend used when none is named.
+DEFAULT_BACKEND = "onnxruntime"
+
+
 def default_backend() -> str:
-    """OpenVINO on x86-64 Linux when it is installed, else onnxruntime."""
-    if openvino_is_default_platform() and installed("openvino"):
-        return "openvino"
-    return "onnxruntime"
+    return DEFAULT_BACKEND
 
 
 def require_backend(backend: str | None) -> str:

@@ -43,6 +43,8 @@ class PipelineOutput:
     scores: list[float] = field(default_factory=list)
     detect_s: float = 0.0
     recognize_s: float = 0.0
+    #: Detection's width ÷ the frame's (1: detected at full size).
+    scale: float = 1.0
 
 
 def detection_size(height: int, width: int, longest_side: int) -> tuple[int, int]:
@@ -153,7 +155,9 @@ class TwoResolutionPipeline:
         detected = self.detect(image, longest_side)
         detected_at = time.perf_counter()
         texts, scores = self.recognize(image, detected.boxes, squeeze)
-        out = PipelineOutput(detect_s=detected_at - started, recognize_s=time.perf_counter() - detected_at)
+        out = PipelineOutput(
+            detect_s=detected_at - started, recognize_s=time.perf_counter() - detected_at, scale=detected.scale
+        )
         for box, text, score in zip(detected.boxes, texts, scores, strict=True):
             if score >= text_score and text.strip():
                 out.boxes.append(box)

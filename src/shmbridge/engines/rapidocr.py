@@ -1,19 +1,20 @@
-"""RapidOCR (PP-OCR models on CPU onnxruntime): the default engine on Linux.
+"""RapidOCR (PP-OCR models on CPU, onnxruntime or OpenVINO): the default engine on Linux.
 
-It owns one RapidOCR pipeline built from the model files inside the installed ``rapidocr`` wheel, the
-mapping of ``OcrOptions`` onto what that pipeline can honour, and the conversion of its output into
-``TextLine`` objects whose boxes fit the ink of each line.
+It owns the mapping of ``OcrOptions`` onto what the PP-OCR pipeline (``ppocr.py``) can honour (the
+recognition level picks the detection side), where the model files come from (the installed ``rapidocr``
+wheel, checked first), and the conversion of the pipeline's output into ``TextLine`` objects whose boxes
+fit the ink of each line.
 
 What it must never do:
 
 - download anything: every model path is passed explicitly after checking the file is in the wheel, so
   RapidOCR never reaches its download code (which it runs whenever a model path is left unset);
-- pass per-call parameters to RapidOCR: its ``__call__`` writes them onto the instance, where they would
-  stick for the next request; everything is configured once, at construction;
-- write to or keep the image it is given (RapidOCR's own output holds a reference; it is dropped here).
+- change its configuration per call: everything is configured once, at construction, and a request only
+  chooses between the two levels' settings;
+- write to or keep the image it is given.
 
-Measured on a 1920×1080 synthetic desktop: 0.07% character error with the angle classifier off and
-detection at the image's real size (``limit_type=max``, side 2000); the classifier flips UI lines.
+The angle classifier stays off: it flips UI lines. docs/benchmarks.md has the measurements behind the
+defaults below.
 """
 
 from __future__ import annotations
@@ -39,11 +40,14 @@ REC_MODEL = "PP-OCRv6_rec_small.onnx"
 CLS_MODEL = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
 REC_VERSION = ("PP-OCRv6", "small")
 
-#: Detection's longest side per recognition level, chosen by measurement (docs/benchmarks.md).
-ACCURATE_DETECT_SIDE = 1280
-FAST_DETECT_SIDE = 960
-#: How much ``fast`` narrows each line's crop before recognition (``TwoResolutionPipeline.recognize``).
-FAST_SQUEEZE = 0.6
+#: Detection's longest side per recognition level, chosen by measurement (docs/benchmarks.md): ``accurate``
+#: detects a 1920×1080 frame at full size (a box found at 1280 px can stop inside the ink, and the box
+#: fitting only shrinks), ``fast`` at 1088 px, the smallest side measured whose recall stayed above 0.97.
+ACCURATE_DETECT_SIDE = 2000
+FAST_DETECT_SIDE = 1088
+#: How much ``fast`` narrows line crops before recognition: not at all, as measured (0.75 lost a quarter
+#: of the words); the option stays for experiments.
+FAST_SQUEEZE = 1.0
 _INSTALL = "pip install rapidocr onnxruntime (default dependencies of shmbridge)"
 
 
