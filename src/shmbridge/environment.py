@@ -24,7 +24,9 @@ CONFIG_VARIABLE = "SHMBRIDGE_CONFIG"  # serve's --config FILE
 CAPTURE_COPY_VARIABLE = "SHMBRIDGE_CAPTURE_COPY"  # 1: client.capture() copies through the X socket
 #: Old spelling → the one name. Read with a warning; never removed without a release note.
 DEPRECATED = {"SHMBRIDGE_SOCKET": SOCKET_VARIABLE}
-CLIENT_VARIABLES = frozenset({URL_VARIABLE, SOCKET_VARIABLE, LOG_LEVEL_VARIABLE, CONFIG_VARIABLE, CAPTURE_COPY_VARIABLE})
+CLIENT_VARIABLES = frozenset(
+    {URL_VARIABLE, SOCKET_VARIABLE, LOG_LEVEL_VARIABLE, CONFIG_VARIABLE, CAPTURE_COPY_VARIABLE}
+)
 #: Names the files around shmbridge use for themselves (the launchd wrapper's binary, compose's uid and gid,
 #: the test suite's image cache): they reach the process's environment there, and are not typos.
 DEPLOYMENT_VARIABLES = frozenset({"SHMBRIDGE_BIN", "SHMBRIDGE_UID", "SHMBRIDGE_GID", "SHMBRIDGE_TEST_CACHE"})

@@ -3,8 +3,8 @@
 With a token configured every HTTP request must carry ``Authorization: Bearer <token>``, except the
 health probes (``/health`` and ``/health/...``, which orchestrators call without credentials), the API's
 own description (``/docs``, its assets and ``/openapi.json``: they hold no data, and a browser cannot
-send the header to load them) and ``/metrics`` (and ``/metrics/...``) unless ``metrics_auth`` is set. Anything else gets 401 with
-``WWW-Authenticate: Bearer`` before a byte of its body is read. The comparison takes constant time.
+send the header to load them) and ``/metrics`` (and ``/metrics/...``) unless ``metrics_auth`` is set.
+Anything else gets 401 with ``WWW-Authenticate: Bearer`` before a byte of its body is read. The comparison takes constant time.
 
 The socket door does not use the token: the kernel tells it the peer's uid and gid. This module must
 never log or echo the token.
@@ -19,7 +19,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import ErrorCode
 from .http_errors import error_body
-
 
 #: Routes open without the token, and the prefixes under which every path is.
 _OPEN = frozenset({"/health", "/docs", "/openapi.json"})

@@ -78,7 +78,7 @@ def fast_router(ctx: HttpContext) -> APIRouter:
                 "description": "The result; with render=png, the image "
                 "with each line's box, text and confidence drawn on it",
             }
-        },  # fmt: skip
+        },
         summary="OCR an encoded image or raw pixels sent as the request body",
         openapi_extra=_BODY_DOC,
     )
