@@ -4,7 +4,8 @@ With a token configured every HTTP request must carry ``Authorization: Bearer <t
 health probes (``/health`` and ``/health/...``, which orchestrators call without credentials), the API's
 own description (``/docs``, its assets and ``/openapi.json``: they hold no data, and a browser cannot
 send the header to load them) and ``/metrics`` (and ``/metrics/...``) unless ``metrics_auth`` is set.
-Anything else gets 401 with ``WWW-Authenticate: Bearer`` before a byte of its body is read. The comparison takes constant time.
+Anything else gets 401 with ``WWW-Authenticate: Bearer`` before a byte of its body is read.
+The comparison takes constant time.
 
 The socket door does not use the token: the kernel tells it the peer's uid and gid. This module must
 never log or echo the token.
