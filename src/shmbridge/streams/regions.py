@@ -73,7 +73,7 @@ def tile_groups(mask: np.ndarray, tile: int, height: int, width: int) -> list[Re
     rows, cols = mask.shape
     labels = -np.ones(mask.shape, dtype=np.int32)
     boxes: list[Rect] = []
-    for start in zip(*np.nonzero(mask), strict=True):
+    for start in zip(*(index.tolist() for index in np.nonzero(mask)), strict=True):
         if labels[start] >= 0:
             continue
         label = len(boxes)
