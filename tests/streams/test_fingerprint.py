@@ -34,7 +34,9 @@ def test_equal_frames_give_equal_fingerprints_and_nothing_of_the_frame_is_kept()
     channels=st.sampled_from([1, 3, 4]),
     data=st.data(),
 )
-def test_one_changed_pixel_changes_exactly_its_tile(height: int, width: int, channels: int, data: st.DataObject) -> None:
+def test_one_changed_pixel_changes_exactly_its_tile(
+    height: int, width: int, channels: int, data: st.DataObject
+) -> None:
     frame = _frame(height, width, channels)
     y, x = data.draw(st.integers(0, height - 1)), data.draw(st.integers(0, width - 1))
     edited = frame.copy()

@@ -56,7 +56,7 @@ def load_scorer(folder: Path) -> ModuleType:
 
 
 def as_boxes(lines: list[TextLine]) -> list[dict[str, Any]]:
-    return [{"text": l.text, "x": l.box.x, "y": l.box.y, "w": l.box.width, "h": l.box.height} for l in lines]
+    return [{"text": ln.text, "x": ln.box.x, "y": ln.box.y, "w": ln.box.width, "h": ln.box.height} for ln in lines]
 
 
 def word_f1(scorer: ModuleType, ours: list[TextLine], reference: list[TextLine]) -> float:
@@ -102,8 +102,13 @@ def replay(folder: Path, recognize: Any, policies: dict[str, StreamPolicy], args
         full_ms = (time.perf_counter() - started) * 1e3
         full_score = scorer.score(truth, as_boxes(full))
         scores["full"].append(full_score)
-        row: dict[str, Any] = {"step": step["frame"], "action": step["action"], "full_ms": full_ms,
-                               "full_recall": full_score["recall"], "full_precision": full_score["precision"]}  # fmt: skip
+        row: dict[str, Any] = {
+            "step": step["frame"],
+            "action": step["action"],
+            "full_ms": full_ms,
+            "full_recall": full_score["recall"],
+            "full_precision": full_score["precision"],
+        }
         for name, stream in streams.items():
             clocks[name].tick()
             started = time.perf_counter()
@@ -145,9 +150,11 @@ def _step_line(sequence: str, row: dict[str, Any], policies: dict[str, StreamPol
     return " ".join(parts)
 
 
-def summarise(runs: list[dict[str, Any]], policies: dict[str, StreamPolicy], fingerprint_ms: list[float]) -> dict[str, Any]:
+def summarise(
+    runs: list[dict[str, Any]], policies: dict[str, StreamPolicy], costs: tuple[list[float], list[float]]
+) -> dict[str, Any]:
     """The issue's targets, per stream variant, from every step of every sequence."""
-    summary: dict[str, Any] = {"fingerprint_1080p_ms": _spread(fingerprint_ms)}
+    summary: dict[str, Any] = {"fingerprint_1080p_ms": _spread(costs[0]), "copy_1080p_ms": _spread(costs[1])}
     steps = [row for run in runs for row in run["steps"]]
     for name in policies:
         groups: dict[str, list[dict[str, Any]]] = {"small": [], "scroll": [], "open": []}
@@ -181,14 +188,20 @@ def _spread(values: list[float]) -> dict[str, float] | None:
     return {"p50": percentile(ordered, 0.5), "p99": percentile(ordered, 0.99), "n": len(ordered)}
 
 
-def _fingerprint_cost(frames: list[np.ndarray], rounds: int = 50) -> list[float]:
-    spent = []
+def _fingerprint_cost(frames: list[np.ndarray], rounds: int = 50) -> tuple[list[float], list[float]]:
+    """Fingerprint times at the frames' size, and as a reference in the same rounds, a plain copy of
+    the same frame (memory bandwidth: what any pass over the pixels costs on this machine now)."""
+    spent, copies = [], []
+    scratch = np.empty_like(frames[0])
     for index in range(rounds):
         frame = frames[index % len(frames)]
         started = time.perf_counter()
         fingerprint(frame)
         spent.append((time.perf_counter() - started) * 1e3)
-    return spent
+        started = time.perf_counter()
+        np.copyto(scratch, frame)
+        copies.append((time.perf_counter() - started) * 1e3)
+    return spent, copies
 
 
 def main(argv: list[str] | None = None) -> int:
