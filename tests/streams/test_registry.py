@@ -19,6 +19,7 @@ from shmbridge.errors import (
     error_from_code,
 )
 from shmbridge.models import PixelFormat
+from shmbridge.service.core import EnginePool
 from shmbridge.streams import engine_reader
 from shmbridge.streams.registry import StreamLimits, StreamOwner, StreamRegistry, check_name
 
@@ -116,3 +117,17 @@ def test_state_is_freed_when_its_owner_ends_with_no_growth_over_200_sessions(nul
     gc.collect()
     assert [ref for ref in alive if ref() is not None] == []
     assert registry.release(StreamOwner("session", 0)) == 0
+
+
+def test_the_service_engine_pool_reads_through_the_same_callable() -> None:
+    pool = EnginePool("null", {}, 1)
+    try:
+        recognize = engine_reader(
+            pool, PixelFormat.RGB, run=lambda image, fmt, opts: pool.run_sync(image, fmt, opts)[0]
+        )
+        registry = StreamRegistry()
+        owner = StreamOwner("session", 1)
+        assert registry.read(owner, "screen", FRAME, recognize).info.reason == "first"
+        assert registry.read(owner, "screen", FRAME, recognize).info.changed_tiles == 0
+    finally:
+        pool.close()

@@ -149,7 +149,10 @@ class Stream:
             rects, read = self._read_rects(reader, rects, carried, height, width)
             kept, replaced = _split(carried, rects)
             replaced = replaced + gone
-        lines = reading_order(unique([*kept, *read]))
+        if reason is None and not rects and not gone and not shift_rows:
+            lines = self._lines  # nothing changed: already unique and in reading order
+        else:
+            lines = reading_order(unique([*kept, *read]))
         added, removed = difference(replaced, read)
         info = StreamInfo(
             name=self.name,
