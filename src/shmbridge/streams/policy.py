@@ -14,7 +14,7 @@ import enum
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from .fingerprint import DEFAULT_TILE
+from .fingerprint import DEFAULT_IGNORE_BITS, DEFAULT_TILE
 
 
 class KeyframeReason(enum.StrEnum):
@@ -33,6 +33,8 @@ class StreamPolicy:
     """The tunables of change detection and of the keyframe rules."""
 
     tile: int = DEFAULT_TILE
+    #: Low bits of each byte that fingerprints leave out (repainting noise, see ``fingerprint``).
+    ignore_bits: int = DEFAULT_IGNORE_BITS
     #: Pixels added around each group of changed tiles, so the engine sees the text's surroundings.
     margin: int = 8
     #: Rectangles closer than this many pixels are read as one.
@@ -53,6 +55,8 @@ class StreamPolicy:
     def __post_init__(self) -> None:
         if not 8 <= self.tile <= 256 or self.tile % 8:
             raise ValueError(f"tile must be a multiple of 8 from 8 to 256, not {self.tile}")
+        if not 0 <= self.ignore_bits <= 6:
+            raise ValueError(f"ignore_bits is 0 to 6, not {self.ignore_bits}")
         if self.margin < 0 or self.merge_gap < 0:
             raise ValueError("margin and merge_gap cannot be negative")
         if self.max_rects < 1 or self.cover_rounds < 1 or self.edge_rounds < 0:

@@ -106,7 +106,7 @@ class Stream:
     ) -> StreamStep:
         policy = self.policy
         started = time.perf_counter()
-        current = fingerprint(frame, policy.tile)
+        current = fingerprint(frame, policy.tile, policy.ignore_bits)
         fingerprint_s = time.perf_counter() - started
         height, width = current.shape[0], current.shape[1]
         key = FrameKey(shape=tuple(frame.shape), settings=settings)
