@@ -23,6 +23,8 @@ from .regions import Rect
 
 #: Fewer matching rows than this (over all columns) is not a scroll but a coincidence.
 MIN_VOTES = 24
+#: A shift counts only if it explains at least this fraction of the changed tiles.
+MIN_EXPLAINED = 0.5
 #: Tiles pad a line's box by this much before its tiles are looked up (anti-aliasing reaches past the ink).
 _PAD = 1
 
@@ -74,8 +76,8 @@ def detect_shift(previous: Fingerprints, current: Fingerprints, changed: np.ndar
     rows = best - height
     moved, covered = shifted_tiles(previous, rows)
     matches = (current.tiles == moved) & covered[:, None]
-    if not (matches & changed).any():
-        return None
+    if (matches & changed).sum() < MIN_EXPLAINED * changed.sum():
+        return None  # a few rows that match by chance (repeated code lines) do not make a scroll
     rows_after, rows_known = shifted_rows(previous, rows)
     return Shift(rows=rows, matches=matches, rows_after=rows_after, rows_known=rows_known)
 

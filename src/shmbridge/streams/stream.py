@@ -163,6 +163,7 @@ class Stream:
             changed_tiles=int(current.tiles.size) if self._fingerprints is None else changed_count,
             scroll=shift_rows,
             rects=[rect.roi() for rect in rects],
+            read_pixels=reader.pixels,
             reused_lines=len(kept),
             read_lines=len(read),
             new_lines=len(added),
@@ -199,11 +200,22 @@ class Stream:
             groups.append(Rect(group.x0, top, group.x1, bottom).grown(margin, margin, margin, margin))
         if not groups:
             return [], True
-        boxes = [Rect.around(line.box, _LINE_PAD) for line in lines]
+        return self._cover(groups, lines, height, width)
+
+    def _cover(self, rects: list[Rect], lines: Sequence[TextLine], height: int, width: int) -> tuple[list[Rect], bool]:
+        """``cover_lines`` with this stream's policy over the boxes of ``lines``."""
+        policy = self.policy
         return cover_lines(
-            groups, boxes, height=height, width=width, gap=policy.merge_gap, limit=policy.max_rects,
+            rects,
+            [Rect.around(line.box) for line in lines],
+            height=height,
+            width=width,
+            gap=policy.merge_gap,
+            gap_x=policy.merge_gap_x,
+            limit=policy.max_rects,
             rounds=policy.cover_rounds,
-        )  # fmt: skip
+            pad=_LINE_PAD,
+        )
 
     def _read_rects(
         self, reader: _TimedReader, rects: list[Rect], carried: Sequence[TextLine], height: int, width: int
@@ -223,11 +235,7 @@ class Stream:
             ]  # fmt: skip
             if grown == rects:
                 break
-            boxes = [Rect.around(line.box, _LINE_PAD) for line in carried]
-            rects, _ = cover_lines(
-                grown, boxes, height=height, width=width, gap=policy.merge_gap, limit=policy.max_rects,
-                rounds=policy.cover_rounds,
-            )  # fmt: skip
+            rects, _ = self._cover(grown, carried, height, width)
         else:
             for rect in rects:  # the last round's growth is read too: no rectangle is left unread
                 if rect not in found:
@@ -242,8 +250,10 @@ class _TimedReader:
         self._frame = frame
         self._recognize = recognize
         self.seconds = 0.0
+        self.pixels = 0
 
     def read(self, rect: Rect) -> list[TextLine]:
+        self.pixels += rect.area
         started = time.perf_counter()
         try:
             return list(self._recognize(self._frame, rect.roi()))
