@@ -156,6 +156,7 @@ class StreamInfo(BaseModel):
     changed_tiles: int = 0
     scroll: int = Field(default=0, description="Rows the content moved down (negative: up); 0 if none.")
     rects: list[Roi] = Field(default_factory=list, description="The rectangles read again.")
+    read_pixels: int = Field(default=0, description="Pixels handed to the engine, rectangles read twice included.")
     reused_lines: int = Field(default=0, description="Lines carried over from the previous frame unread.")
     read_lines: int = Field(default=0, description="Lines the engine read in this frame.")
     new_lines: int = Field(default=0, description="Lines not in the previous frame.")

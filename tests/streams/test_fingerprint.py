@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shmbridge.streams.fingerprint import changed_tiles, fingerprint, shifted_tiles
+from shmbridge.streams.fingerprint import DEFAULT_IGNORE_BITS, changed_tiles, fingerprint, shifted_tiles
 
 
 def _frame(height: int, width: int, channels: int = 3, seed: int = 1) -> np.ndarray:
@@ -34,11 +34,13 @@ def test_equal_frames_give_equal_fingerprints_and_nothing_of_the_frame_is_kept()
     channels=st.sampled_from([1, 3, 4]),
     data=st.data(),
 )
-def test_one_changed_pixel_changes_exactly_its_tile(height: int, width: int, channels: int, data: st.DataObject) -> None:
+def test_one_changed_pixel_changes_exactly_its_tile(
+    height: int, width: int, channels: int, data: st.DataObject
+) -> None:
     frame = _frame(height, width, channels)
     y, x = data.draw(st.integers(0, height - 1)), data.draw(st.integers(0, width - 1))
     edited = frame.copy()
-    edited[y, x, data.draw(st.integers(0, channels - 1))] ^= np.uint8(data.draw(st.integers(1, 255)))
+    edited[y, x, data.draw(st.integers(0, channels - 1))] ^= np.uint8(data.draw(st.integers(1, 15)) << 4)
     if channels == 1:
         frame, edited = frame[:, :, 0], edited[:, :, 0]
     mask = changed_tiles(fingerprint(frame), fingerprint(edited))
@@ -50,7 +52,7 @@ def test_crops_and_strided_views_are_read() -> None:
     crop = frame[7:250, 5:333]  # unaligned rows: read byte by byte
     assert fingerprint(crop).tiles.shape == (8, 11)
     edited = frame.copy()
-    edited[100, 100, 0] ^= 1
+    edited[100, 100, 0] ^= 0x80
     mask = changed_tiles(fingerprint(crop), fingerprint(edited[7:250, 5:333]))
     assert np.argwhere(mask).tolist() == [[93 // 32, 95 // 32]]
     reversed_channels = frame[:, :, ::-1]  # not packed: made contiguous for the pass, not kept
@@ -67,3 +69,12 @@ def test_shifted_tiles_predict_a_scrolled_frame() -> None:
     assert covered.tolist() == [False, False] + [True] * 8
     assert (current.tiles[2:] == moved[2:]).all()
     assert not (current.tiles[:2] == moved[:2]).any()
+
+
+def test_repainting_a_level_or_two_is_not_a_change_unless_asked() -> None:
+    frame = _frame(64, 64)
+    edited = frame.copy()
+    edited[10, 10, 1] = (edited[10, 10, 1] & 0xF0) | ((edited[10, 10, 1] + 1) & 0x0F)  # low bits only
+    assert DEFAULT_IGNORE_BITS == 4
+    assert not changed_tiles(fingerprint(frame), fingerprint(edited)).any()
+    assert changed_tiles(fingerprint(frame, ignore_bits=0), fingerprint(edited, ignore_bits=0)).sum() == 1

@@ -25,14 +25,17 @@ def test_tile_groups_are_connected_components() -> None:
 @given(st.lists(rects, min_size=1, max_size=12), st.lists(rects, max_size=20), st.integers(1, 5))
 def test_settled_rectangles_hold_every_line_they_touch(changed: list[Rect], lines: list[Rect], limit: int) -> None:
     lines = [line.clipped(480, 800) for line in lines if line.clipped(480, 800).area]
-    result, settled = cover_lines(changed, lines, height=480, width=800, gap=8, limit=limit, rounds=len(lines) + 2)
+    result, settled = cover_lines(
+        changed, lines, height=480, width=800, gap=8, gap_x=40, limit=limit, rounds=len(lines) + 2, pad=3
+    )
     assert settled and 1 <= len(result) <= limit
     for rect in changed:
         assert any(out.contains(rect.clipped(480, 800)) for out in result)
     for line in lines:
-        assert all(out.contains(line) or not out.intersects(line) for out in result)
+        padded = line.grown(3, 3, 3, 3).clipped(480, 800)
+        assert all(out.contains(padded) or not out.intersects(line) for out in result)
     for i, a in enumerate(result):
-        assert not any(a.near(b, 8) for b in result[i + 1 :])
+        assert not any(a.near(b, 8, 40) for b in result[i + 1 :])
 
 
 def test_merge_keeps_far_rectangles_apart_within_the_limit() -> None:

@@ -71,7 +71,7 @@ def test_a_scrolled_frame_moves_the_lines_and_reads_only_the_new_band(recognize:
 
 def test_keyframe_rules(recognize: Recognize) -> None:
     clock = FakeClock()
-    stream = Stream("screen", StreamPolicy(keyframe_frames=3, keyframe_seconds=10.0), clock=clock)
+    stream = Stream("screen", StreamPolicy(keyframe_frames=3, keyframe_seconds=10.0, keyframe_area=0.25), clock=clock)
     frame = page(WORDS[:2])
 
     def reason(image: np.ndarray = frame, **kwargs: object) -> str | None:

@@ -56,7 +56,7 @@ def load_scorer(folder: Path) -> ModuleType:
 
 
 def as_boxes(lines: list[TextLine]) -> list[dict[str, Any]]:
-    return [{"text": l.text, "x": l.box.x, "y": l.box.y, "w": l.box.width, "h": l.box.height} for l in lines]
+    return [{"text": ln.text, "x": ln.box.x, "y": ln.box.y, "w": ln.box.width, "h": ln.box.height} for ln in lines]
 
 
 def word_f1(scorer: ModuleType, ours: list[TextLine], reference: list[TextLine]) -> float:
@@ -97,18 +97,24 @@ def replay(folder: Path, recognize: Any, policies: dict[str, StreamPolicy], args
         frame.flags.writeable = False
         truth = json.loads((folder / step["truth"]).read_text())
         height, width = frame.shape[:2]
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         full = reading_order(recognize(frame, Roi(x=0, y=0, width=width, height=height)))
-        full_ms = (time.perf_counter() - started) * 1e3
+        full_ms, full_cpu_ms = (time.perf_counter() - started) * 1e3, (time.process_time() - cpu) * 1e3
         full_score = scorer.score(truth, as_boxes(full))
         scores["full"].append(full_score)
-        row: dict[str, Any] = {"step": step["frame"], "action": step["action"], "full_ms": full_ms,
-                               "full_recall": full_score["recall"], "full_precision": full_score["precision"]}  # fmt: skip
+        row: dict[str, Any] = {
+            "step": step["frame"],
+            "action": step["action"],
+            "full_ms": full_ms,
+            "full_cpu_ms": full_cpu_ms,
+            "full_recall": full_score["recall"],
+            "full_precision": full_score["precision"],
+        }
         for name, stream in streams.items():
             clocks[name].tick()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             result = stream.read(frame, recognize)
-            stream_ms = (time.perf_counter() - started) * 1e3
+            stream_ms, cpu_ms = (time.perf_counter() - started) * 1e3, (time.process_time() - cpu) * 1e3
             info = result.info
             score = scorer.score(truth, as_boxes(result.lines))
             scores[name].append(score)
@@ -119,7 +125,8 @@ def replay(folder: Path, recognize: Any, policies: dict[str, StreamPolicy], args
                 unchanged.append((time.perf_counter() - started) * 1e3)
                 assert again.info.changed_tiles == 0 and again.lines == result.lines
             row[name] = {
-                "ms": stream_ms, "ratio": stream_ms / full_ms, "f1_vs_full": word_f1(scorer, result.lines, full),
+                "ms": stream_ms, "ratio": stream_ms / full_ms, "cpu_ms": cpu_ms, "cpu_ratio": cpu_ms / full_cpu_ms,
+                "f1_vs_full": word_f1(scorer, result.lines, full),
                 "recall": score["recall"], "precision": score["precision"], "keyframe": info.reason,
                 "changed": info.changed_tiles / info.tiles, "scroll": info.scroll, "rects": len(info.rects),
                 "rect_area": sum(r.width * r.height for r in info.rects) / (height * width),
@@ -134,20 +141,25 @@ def replay(folder: Path, recognize: Any, policies: dict[str, StreamPolicy], args
 
 
 def _step_line(sequence: str, row: dict[str, Any], policies: dict[str, StreamPolicy]) -> str:
-    parts = [f"{sequence} {row['step']} {row['action']:<7} full {row['full_ms']:8.0f} ms"]
+    parts = [
+        f"{sequence} {row['step']} {row['action']:<7} full {row['full_ms']:8.0f} ms cpu {row['full_cpu_ms']:8.0f} ms"
+    ]
     for name in policies:
         s = row[name]
         parts.append(
-            f"| {name}: {s['ms']:8.1f} ms x{s['ratio']:.3f} changed {s['changed']:6.1%} read {s['rect_area']:6.1%} "
+            f"| {name}: {s['ms']:8.1f} ms x{s['ratio']:.3f} cpu x{s['cpu_ratio']:.3f} "
+            f"changed {s['changed']:6.1%} read {s['rect_area']:6.1%} "
             f"kf {s['keyframe'] or '-':<6} scroll {s['scroll']:5d} F1 {s['f1_vs_full']:.3f} "
             f"recall {s['recall']:.3f}/{row['full_recall']:.3f}"
         )
     return " ".join(parts)
 
 
-def summarise(runs: list[dict[str, Any]], policies: dict[str, StreamPolicy], fingerprint_ms: list[float]) -> dict[str, Any]:
+def summarise(
+    runs: list[dict[str, Any]], policies: dict[str, StreamPolicy], costs: tuple[list[float], list[float]]
+) -> dict[str, Any]:
     """The issue's targets, per stream variant, from every step of every sequence."""
-    summary: dict[str, Any] = {"fingerprint_1080p_ms": _spread(fingerprint_ms)}
+    summary: dict[str, Any] = {"fingerprint_1080p_ms": _spread(costs[0]), "copy_1080p_ms": _spread(costs[1])}
     steps = [row for run in runs for row in run["steps"]]
     for name in policies:
         groups: dict[str, list[dict[str, Any]]] = {"small": [], "scroll": [], "open": []}
@@ -163,6 +175,7 @@ def summarise(runs: list[dict[str, Any]], policies: dict[str, StreamPolicy], fin
                 "stream_ms": _spread([row[name]["ms"] for row in items]),
                 "full_ms": _spread([row["full_ms"] for row in items]),
                 "ratio_p50": statistics.median(row[name]["ratio"] for row in items) if items else None,
+                "cpu_ratio_p50": statistics.median(row[name]["cpu_ratio"] for row in items) if items else None,
             }
             for group, items in groups.items()
         }
@@ -181,14 +194,20 @@ def _spread(values: list[float]) -> dict[str, float] | None:
     return {"p50": percentile(ordered, 0.5), "p99": percentile(ordered, 0.99), "n": len(ordered)}
 
 
-def _fingerprint_cost(frames: list[np.ndarray], rounds: int = 50) -> list[float]:
-    spent = []
+def _fingerprint_cost(frames: list[np.ndarray], rounds: int = 50) -> tuple[list[float], list[float]]:
+    """Fingerprint times at the frames' size, and as a reference in the same rounds, a plain copy of
+    the same frame (memory bandwidth: what any pass over the pixels costs on this machine now)."""
+    spent, copies = [], []
+    scratch = np.empty_like(frames[0])
     for index in range(rounds):
         frame = frames[index % len(frames)]
         started = time.perf_counter()
         fingerprint(frame)
         spent.append((time.perf_counter() - started) * 1e3)
-    return spent
+        started = time.perf_counter()
+        np.copyto(scratch, frame)
+        copies.append((time.perf_counter() - started) * 1e3)
+    return spent, copies
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,8 @@ import numpy as np
 
 #: Tile edge in pixels (the issue's 32×32 tiles).
 DEFAULT_TILE = 32
+#: Low bits of each byte left out of the fingerprints (see ``fingerprint``).
+DEFAULT_IGNORE_BITS = 4
 
 _WORD = 8  # bytes per uint64
 
@@ -43,8 +45,12 @@ class Fingerprints:
         return int(self.tiles.shape[0]), int(self.tiles.shape[1])
 
 
-def fingerprint(view: np.ndarray, tile: int = DEFAULT_TILE) -> Fingerprints:
+def fingerprint(view: np.ndarray, tile: int = DEFAULT_TILE, ignore_bits: int = DEFAULT_IGNORE_BITS) -> Fingerprints:
     """Fingerprint ``view`` (H×W or H×W×C uint8) by ``tile``×``tile`` tiles.
+
+    The lowest ``ignore_bits`` bits of every byte are left out: a browser repaints text a level or two
+    differently when focus moves elsewhere, and that is not a change worth reading again. A change of
+    ``2**ignore_bits`` levels or more always changes the fingerprint; smaller ones only sometimes.
 
     Edge tiles are partial when the size is not a multiple of ``tile``. Views whose rows are packed
     runs of bytes (a frame, or a crop of one) are read in place; any other strides (a reversed
@@ -64,15 +70,25 @@ def fingerprint(view: np.ndarray, tile: int = DEFAULT_TILE) -> Fingerprints:
         main = flat[:, : full * tile_bytes]
         if tile_bytes % _WORD == 0 and main.strides[0] % _WORD == 0 and main.ctypes.data % _WORD == 0:
             main = main.view(np.uint64)  # eight bytes per operation, still a view
+        main = _masked(main, ignore_bits)
         per_tile = main.shape[1] // full
         weights = _weights(per_tile)
         # einsum multiplies and sums in one pass without materialising the products (uint64, wrapping).
         parts.append(np.einsum("yck,k->yc", main.reshape(height, full, per_tile), weights, dtype=np.uint64))
     if width % tile:
-        tail = flat[:, full * tile_bytes :]
+        tail = _masked(flat[:, full * tile_bytes :], ignore_bits)
         parts.append(np.einsum("yk,k->y", tail, _weights(tail.shape[1]), dtype=np.uint64)[:, None])
     rows = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
     return Fingerprints(tiles=_tiles_from_rows(rows, tile), rows=rows, shape=(height, width, channels), tile=tile)
+
+
+def _masked(pixels: np.ndarray, ignore_bits: int) -> np.ndarray:
+    """``pixels`` with the low bits of every byte cleared (a temporary array, dropped after the pass)."""
+    if not ignore_bits:
+        return pixels
+    byte_mask = (0xFF << ignore_bits) & 0xFF
+    mask = int.from_bytes(bytes([byte_mask]) * pixels.dtype.itemsize, "little")
+    return pixels & pixels.dtype.type(mask)
 
 
 def _tiles_from_rows(rows: np.ndarray, tile: int) -> np.ndarray:
@@ -85,10 +101,9 @@ def changed_tiles(previous: Fingerprints, current: Fingerprints) -> np.ndarray:
     return np.asarray(previous.tiles != current.tiles)
 
 
-def shifted_tiles(previous: Fingerprints, shift: int) -> tuple[np.ndarray, np.ndarray]:
-    """The tile fingerprints the previous frame's content would have if moved down by ``shift`` rows
-    (up when negative), and a mask of the tiles that content fully covers (rows from outside the
-    previous frame are missing, so those tiles cannot match)."""
+def shifted_rows(previous: Fingerprints, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """The row fingerprints the previous frame's content has once moved down by ``shift`` rows (up when
+    negative), and which rows that content covers (the rest came from outside the previous frame)."""
     height = previous.shape[0]
     rows = np.zeros_like(previous.rows)
     known = np.zeros(height, dtype=bool)
@@ -98,8 +113,37 @@ def shifted_tiles(previous: Fingerprints, shift: int) -> tuple[np.ndarray, np.nd
     else:
         rows[: height + shift] = previous.rows[-shift:]
         known[: height + shift] = True
-    covered = np.logical_and.reduceat(known, np.arange(0, height, previous.tile))
+    return rows, known
+
+
+def shifted_tiles(previous: Fingerprints, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """The tile fingerprints of the previous frame's content moved by ``shift`` rows, and a mask (one
+    entry per tile row) of the tiles that content fully covers (the others cannot match)."""
+    rows, known = shifted_rows(previous, shift)
+    covered = np.logical_and.reduceat(known, np.arange(0, previous.shape[0], previous.tile))
     return _tiles_from_rows(rows, previous.tile), covered
+
+
+def changed_rows(
+    reference: np.ndarray, current: Fingerprints, top: int, bottom: int, columns: slice, known: np.ndarray | None = None
+) -> tuple[int, int]:
+    """The first and one past the last row in [top, bottom) where ``current`` differs from the
+    ``reference`` row fingerprints in any of ``columns``; (top, bottom) when none does.
+
+    Rows the reference does not know (``known`` False: newly exposed by a scroll) that repeat the row
+    next to them are background continuing into the new band, and are trimmed from either end.
+    """
+    rows = current.rows[:, columns]
+    changed = np.flatnonzero((reference[top:bottom, columns] != rows[top:bottom]).any(axis=1))
+    if changed.size == 0:
+        return top, bottom
+    first, last = top + int(changed[0]), top + int(changed[-1]) + 1
+    if known is not None:
+        while first < last and first > 0 and not known[first] and (rows[first] == rows[first - 1]).all():
+            first += 1
+        while last > first and last < rows.shape[0] and not known[last - 1] and (rows[last - 1] == rows[last]).all():
+            last -= 1
+    return (first, last) if last > first else (top, bottom)
 
 
 def _rows_flatten(view: np.ndarray) -> bool:

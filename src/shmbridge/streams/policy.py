@@ -14,7 +14,7 @@ import enum
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-from .fingerprint import DEFAULT_TILE
+from .fingerprint import DEFAULT_IGNORE_BITS, DEFAULT_TILE
 
 
 class KeyframeReason(enum.StrEnum):
@@ -33,17 +33,20 @@ class StreamPolicy:
     """The tunables of change detection and of the keyframe rules."""
 
     tile: int = DEFAULT_TILE
+    #: Low bits of each byte that fingerprints leave out (repainting noise, see ``fingerprint``).
+    ignore_bits: int = DEFAULT_IGNORE_BITS
     #: Pixels added around each group of changed tiles, so the engine sees the text's surroundings.
     margin: int = 8
-    #: Rectangles closer than this many pixels are read as one.
+    #: Rectangles closer than this many pixels up or down, or ``merge_gap_x`` sideways, are read as one.
     merge_gap: int = 16
+    merge_gap_x: int = 96
     #: At most this many crops per frame (each costs the engine a fixed overhead).
     max_rects: int = 6
     #: Rounds of growing rectangles over cached lines, and of growing them past a line read across an edge.
     cover_rounds: int = 8
     edge_rounds: int = 2
     #: A keyframe when the rectangles to read cover more than this fraction of the frame.
-    keyframe_area: float = 0.5
+    keyframe_area: float = 0.25
     #: A keyframe after this many frames or seconds since the last one (0 turns a rule off).
     keyframe_frames: int = 100
     keyframe_seconds: float = 60.0
@@ -53,7 +56,9 @@ class StreamPolicy:
     def __post_init__(self) -> None:
         if not 8 <= self.tile <= 256 or self.tile % 8:
             raise ValueError(f"tile must be a multiple of 8 from 8 to 256, not {self.tile}")
-        if self.margin < 0 or self.merge_gap < 0:
+        if not 0 <= self.ignore_bits <= 6:
+            raise ValueError(f"ignore_bits is 0 to 6, not {self.ignore_bits}")
+        if self.margin < 0 or self.merge_gap < 0 or self.merge_gap_x < 0:
             raise ValueError("margin and merge_gap cannot be negative")
         if self.max_rects < 1 or self.cover_rounds < 1 or self.edge_rounds < 0:
             raise ValueError("max_rects and cover_rounds are at least 1, edge_rounds at least 0")

@@ -9,25 +9,37 @@ be. What it must never do: keep the frame or a crop after the call returns.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
-from ..engines.base import Engine, EngineOutput
+from ..engines.base import EngineOutput
 from ..engines.pixels import convert, crop
 from ..engines.results import shift_lines
 from ..models import DEFAULT_OPTIONS, OcrOptions, PixelFormat, Roi, TextLine
 
 
+class Reads(Protocol):
+    """What the reader needs to know of an engine (an ``Engine``, or the service's ``EnginePool``)."""
+
+    @property
+    def native_formats(self) -> frozenset[PixelFormat]: ...
+
+    @property
+    def accepts_strides(self) -> bool: ...
+
+
 def engine_reader(
-    engine: Engine,
+    engine: Reads,
     pixel_format: PixelFormat,
     options: OcrOptions = DEFAULT_OPTIONS,
     *,
     run: Callable[[np.ndarray, PixelFormat, OcrOptions], EngineOutput] | None = None,
 ) -> Callable[[np.ndarray, Roi], list[TextLine]]:
-    """A ``Recognize`` for ``engine``. ``run`` replaces the direct call (the service passes its pool's
-    ``run_sync``-style call so the stream borrows an engine instance the usual way)."""
-    call = run or engine.recognize
+    """A ``Recognize`` for ``engine``. ``run`` replaces ``engine.recognize`` (the service passes its
+    pool's call, ``lambda image, fmt, opts: pool.run_sync(image, fmt, opts)[0]``, so each crop borrows an
+    engine instance the usual way)."""
+    call = run or engine.recognize  # type: ignore[attr-defined]
 
     def recognize(frame: np.ndarray, roi: Roi) -> list[TextLine]:
         view = crop(frame, roi)

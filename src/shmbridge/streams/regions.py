@@ -47,10 +47,12 @@ class Rect:
     def contains(self, other: Rect) -> bool:
         return self.x0 <= other.x0 and self.y0 <= other.y0 and self.x1 >= other.x1 and self.y1 >= other.y1
 
-    def near(self, other: Rect, gap: int) -> bool:
+    def near(self, other: Rect, gap: int, gap_x: int | None = None) -> bool:
+        """Closer than ``gap`` pixels up or down and ``gap_x`` (default ``gap``) sideways."""
+        across = gap if gap_x is None else gap_x
         return (
-            self.x0 - gap < other.x1
-            and other.x0 - gap < self.x1
+            self.x0 - across < other.x1
+            and other.x0 - across < self.x1
             and self.y0 - gap < other.y1
             and other.y0 - gap < self.y1
         )
@@ -73,7 +75,7 @@ def tile_groups(mask: np.ndarray, tile: int, height: int, width: int) -> list[Re
     rows, cols = mask.shape
     labels = -np.ones(mask.shape, dtype=np.int32)
     boxes: list[Rect] = []
-    for start in zip(*np.nonzero(mask), strict=True):
+    for start in zip(*(index.tolist() for index in np.nonzero(mask)), strict=True):
         if labels[start] >= 0:
             continue
         label = len(boxes)
@@ -92,16 +94,17 @@ def tile_groups(mask: np.ndarray, tile: int, height: int, width: int) -> list[Re
     return boxes
 
 
-def merge(rects: Iterable[Rect], gap: int, limit: int) -> list[Rect]:
-    """Merge rectangles closer than ``gap`` pixels until none are, then the pair whose union adds the
-    least area until at most ``limit`` remain (each crop costs the engine a fixed overhead)."""
+def merge(rects: Iterable[Rect], gap: int, limit: int, gap_x: int | None = None) -> list[Rect]:
+    """Merge rectangles closer than ``gap`` pixels (``gap_x`` sideways: text on one row goes on past a
+    blank tile, and a line cut in two is read twice and badly) until none are, then the pair whose
+    union adds the least area until at most ``limit`` remain (each crop costs a fixed overhead)."""
     merged = list(rects)
     changed = True
     while changed:
         changed = False
         for i in range(len(merged)):
             for j in range(i + 1, len(merged)):
-                if merged[i].near(merged[j], gap):
+                if merged[i].near(merged[j], gap, gap_x):
                     merged[i] = merged[i].union(merged.pop(j))
                     changed = True
                     break
@@ -117,7 +120,7 @@ def merge(rects: Iterable[Rect], gap: int, limit: int) -> list[Rect]:
         assert best is not None
         _, i, j = best
         merged[i] = merged[i].union(merged.pop(j))
-        return merge(merged, gap, limit)  # a union can now lie near a third rectangle
+        return merge(merged, gap, limit, gap_x)  # a union can now lie near a third rectangle
     return merged
 
 
@@ -130,23 +133,28 @@ def cover_lines(
     gap: int,
     limit: int,
     rounds: int,
+    gap_x: int | None = None,
+    pad: int = 0,
 ) -> tuple[list[Rect], bool]:
-    """Grow ``rects`` until every line box they touch lies inside one of them; merge as they grow.
+    """Grow ``rects`` until every line box they touch lies inside one of them, with ``pad`` pixels
+    around it; merge as they grow. Only a line's own box counts as touching, never its padding, so
+    growth does not run down a paragraph whose lines lie closer than two pads.
 
     Returns the rectangles and whether they settled within ``rounds`` (if not, the caller reads the
     whole frame rather than cut a line in two).
     """
-    current = merge((rect.clipped(height, width) for rect in rects), gap, limit)
+    padded = [line.grown(pad, pad, pad, pad).clipped(height, width) for line in lines]
+    current = merge((rect.clipped(height, width) for rect in rects), gap, limit, gap_x)
     for _ in range(rounds):
         grown = []
         changed = False
         for rect in current:
-            for line in lines:
-                if rect.intersects(line) and not rect.contains(line):
-                    rect = rect.union(line).clipped(height, width)
+            for line, around in zip(lines, padded, strict=True):
+                if rect.intersects(line) and not rect.contains(around):
+                    rect = rect.union(around)
                     changed = True
             grown.append(rect)
-        current = merge(grown, gap, limit)
+        current = merge(grown, gap, limit, gap_x)
         if not changed:
             return current, True
     return current, False

@@ -33,7 +33,8 @@ def check_name(name: object) -> str:
     if not isinstance(name, str) or NAME_PATTERN.fullmatch(name) is None:
         shown = repr(name)[:80]
         raise InvalidStreamName(
-            f"stream name {shown} is invalid: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+            f"stream name {shown} is invalid: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
         )
     return name
 

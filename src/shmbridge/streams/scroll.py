@@ -17,12 +17,14 @@ import numpy as np
 
 from ..engines.results import make_line
 from ..models import TextLine
-from .fingerprint import Fingerprints, shifted_tiles
+from .fingerprint import Fingerprints, shifted_rows, shifted_tiles
 from .lines import unique
 from .regions import Rect
 
 #: Fewer matching rows than this (over all columns) is not a scroll but a coincidence.
 MIN_VOTES = 24
+#: A shift counts only if it explains at least this fraction of the changed tiles.
+MIN_EXPLAINED = 0.5
 #: Tiles pad a line's box by this much before its tiles are looked up (anti-aliasing reaches past the ink).
 _PAD = 1
 
@@ -34,6 +36,10 @@ class Shift:
 
     rows: int
     matches: np.ndarray
+    #: The previous frame's row fingerprints moved by ``rows`` (what each row should now hold).
+    rows_after: np.ndarray
+    #: Which rows ``rows_after`` knows (the others were outside the previous frame).
+    rows_known: np.ndarray
 
 
 @dataclass(slots=True)
@@ -70,34 +76,42 @@ def detect_shift(previous: Fingerprints, current: Fingerprints, changed: np.ndar
     rows = best - height
     moved, covered = shifted_tiles(previous, rows)
     matches = (current.tiles == moved) & covered[:, None]
-    if not (matches & changed).any():
-        return None
-    return Shift(rows=rows, matches=matches)
+    if (matches & changed).sum() < MIN_EXPLAINED * changed.sum():
+        return None  # a few rows that match by chance (repeated code lines) do not make a scroll
+    rows_after, rows_known = shifted_rows(previous, rows)
+    return Shift(rows=rows, matches=matches, rows_after=rows_after, rows_known=rows_known)
 
 
-def move_lines(
-    lines: Sequence[TextLine], shift: Shift, changed: np.ndarray, tile: int, height: int, width: int
-) -> MovedLines:
-    """Move each cached line whose tiles changed to where the shift put it, if every tile there matches
-    the moved content; keep lines whose tiles did not change; drop the rest."""
+def move_lines(lines: Sequence[TextLine], shift: Shift, previous: Fingerprints, current: Fingerprints) -> MovedLines:
+    """Keep each cached line whose rows did not change; move one whose rows now hold, at the shifted
+    place, exactly what they held before; drop the rest. Row fingerprints make this exact to the row
+    (tiles would drag a neighbouring line's tile in)."""
+    height, width = current.shape[0], current.shape[1]
+    tile = current.tile
     kept: list[TextLine] = []
     dropped: list[TextLine] = []
-    dirty = np.zeros_like(changed)
+    dirty = np.zeros(current.grid, dtype=bool)
     for line in lines:
-        here = _tiles(Rect.around(line.box, _PAD), tile, height, width)
-        if here is not None and not changed[here].any():
+        here = Rect.around(line.box, _PAD).clipped(height, width)
+        if here.area and _rows_equal(previous.rows, current, here, tile):
             kept.append(line)
             continue
         target = Rect.around(line.box, _PAD).grown(0, -shift.rows, 0, shift.rows)
-        there = _tiles(target, tile, height, width)
-        inside = target.y0 >= 0 and target.y1 <= height
-        if there is not None and inside and shift.matches[there].all():
+        inside = target.y0 >= 0 and target.y1 <= height and target.clipped(height, width).area > 0
+        if inside and _rows_equal(shift.rows_after, current, target.clipped(height, width), tile):
             kept.append(make_line(line.text, line.confidence, line.quad, 0.0, float(shift.rows)))
             continue
         dropped.append(line)
-        if there is not None:
-            dirty[there] = True
+        visible = Rect.around(line.box).grown(0, -shift.rows, 0, shift.rows).clipped(height, width)
+        there = _tiles(visible, tile, height, width)
+        if there is not None and (visible.y1 - visible.y0) * 3 >= line.box.height:
+            dirty[there] = True  # enough of it is still in sight to be read
     return MovedLines(lines=unique(kept), dropped=dropped, dirty=dirty)
+
+
+def _rows_equal(reference: np.ndarray, current: Fingerprints, rect: Rect, tile: int) -> bool:
+    columns = slice(rect.x0 // tile, (rect.x1 - 1) // tile + 1)
+    return bool((reference[rect.y0 : rect.y1, columns] == current.rows[rect.y0 : rect.y1, columns]).all())
 
 
 def _tiles(rect: Rect, tile: int, height: int, width: int) -> tuple[slice, slice] | None:

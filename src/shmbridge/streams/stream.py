@@ -21,7 +21,7 @@ import numpy as np
 
 from ..engines.results import reading_order
 from ..models import Roi, StreamInfo, TextLine
-from .fingerprint import Fingerprints, changed_tiles, fingerprint
+from .fingerprint import Fingerprints, changed_rows, changed_tiles, fingerprint
 from .lines import difference, unique
 from .policy import FrameKey, KeyframeReason, StreamPolicy, keyframe_reason
 from .regions import Rect, cover_lines, past_cuts, tile_groups
@@ -31,9 +31,10 @@ from .scroll import detect_shift, move_lines
 Recognize = Callable[[np.ndarray, Roi], Sequence[TextLine]]
 
 #: A line's box is padded by this much when rectangles grow over it (anti-aliasing reaches past the ink).
-_LINE_PAD = 2
-#: A line read within this many pixels of a rectangle's edge may continue past it.
-_EDGE_SLACK = 2
+_LINE_PAD = 4
+#: A line read within this many pixels of a rectangle's edge may continue past it (less than the pad,
+#: so a cached line read again where it was is not taken for a cut one).
+_EDGE_SLACK = 1
 #: Bytes a cached line costs, over its text (the model, its box and quad).
 _LINE_BYTES = 600
 
@@ -105,7 +106,7 @@ class Stream:
     ) -> StreamStep:
         policy = self.policy
         started = time.perf_counter()
-        current = fingerprint(frame, policy.tile)
+        current = fingerprint(frame, policy.tile, policy.ignore_bits)
         fingerprint_s = time.perf_counter() - started
         height, width = current.shape[0], current.shape[1]
         key = FrameKey(shape=tuple(frame.shape), settings=settings)
@@ -127,14 +128,15 @@ class Stream:
             assert self._fingerprints is not None
             changed = changed_tiles(self._fingerprints, current)
             changed_count = int(changed.sum())
-            carried, dirty = self._lines, changed
+            carried, dirty, reference, known = self._lines, changed, self._fingerprints.rows, None
             if changed_count and policy.scroll:
                 shift = detect_shift(self._fingerprints, current, changed)
                 if shift is not None:
-                    moved = move_lines(carried, shift, changed, policy.tile, height, width)
+                    moved = move_lines(carried, shift, self._fingerprints, current)
                     carried, gone, shift_rows = moved.lines, moved.dropped, shift.rows
                     dirty = (changed & ~shift.matches) | moved.dirty
-            rects, settled = self._rects(dirty, carried, height, width)
+                    reference, known = shift.rows_after, shift.rows_known
+            rects, settled = self._rects(dirty, reference, known, current, carried)
             if not settled:
                 reason = KeyframeReason.UNSETTLED
             elif sum(rect.area for rect in rects) > policy.keyframe_area * height * width:
@@ -147,7 +149,10 @@ class Stream:
             rects, read = self._read_rects(reader, rects, carried, height, width)
             kept, replaced = _split(carried, rects)
             replaced = replaced + gone
-        lines = reading_order(unique([*kept, *read]))
+        if reason is None and not rects and not gone and not shift_rows:
+            lines = self._lines  # nothing changed: already unique and in reading order
+        else:
+            lines = reading_order(unique([*kept, *read]))
         added, removed = difference(replaced, read)
         info = StreamInfo(
             name=self.name,
@@ -158,6 +163,7 @@ class Stream:
             changed_tiles=int(current.tiles.size) if self._fingerprints is None else changed_count,
             scroll=shift_rows,
             rects=[rect.roi() for rect in rects],
+            read_pixels=reader.pixels,
             reused_lines=len(kept),
             read_lines=len(read),
             new_lines=len(added),
@@ -175,19 +181,41 @@ class Stream:
         return StreamStep(lines=lines, info=info)
 
     def _rects(
-        self, dirty: np.ndarray, lines: Sequence[TextLine], height: int, width: int
+        self,
+        dirty: np.ndarray,
+        reference: np.ndarray,
+        known: np.ndarray | None,
+        current: Fingerprints,
+        lines: Sequence[TextLine],
     ) -> tuple[list[Rect], bool]:
-        """The changed tiles as a few rectangles, grown by the margin and over every line they touch."""
+        """The changed tiles as a few rectangles, cut down to the rows that really changed (tiles are
+        coarse; row fingerprints are exact), grown by the margin and over every line they touch."""
         policy = self.policy
-        margin = policy.margin
-        groups = [group.grown(margin, margin, margin, margin) for group in tile_groups(dirty, policy.tile, height, width)]
+        margin, tile = policy.margin, policy.tile
+        height, width = current.shape[0], current.shape[1]
+        groups = []
+        for group in tile_groups(dirty, tile, height, width):
+            columns = slice(group.x0 // tile, -(-group.x1 // tile))
+            top, bottom = changed_rows(reference, current, group.y0, group.y1, columns, known)
+            groups.append(Rect(group.x0, top, group.x1, bottom).grown(margin, margin, margin, margin))
         if not groups:
             return [], True
-        boxes = [Rect.around(line.box, _LINE_PAD) for line in lines]
+        return self._cover(groups, lines, height, width)
+
+    def _cover(self, rects: list[Rect], lines: Sequence[TextLine], height: int, width: int) -> tuple[list[Rect], bool]:
+        """``cover_lines`` with this stream's policy over the boxes of ``lines``."""
+        policy = self.policy
         return cover_lines(
-            groups, boxes, height=height, width=width, gap=policy.merge_gap, limit=policy.max_rects,
+            rects,
+            [Rect.around(line.box) for line in lines],
+            height=height,
+            width=width,
+            gap=policy.merge_gap,
+            gap_x=policy.merge_gap_x,
+            limit=policy.max_rects,
             rounds=policy.cover_rounds,
-        )  # fmt: skip
+            pad=_LINE_PAD,
+        )
 
     def _read_rects(
         self, reader: _TimedReader, rects: list[Rect], carried: Sequence[TextLine], height: int, width: int
@@ -207,11 +235,7 @@ class Stream:
             ]  # fmt: skip
             if grown == rects:
                 break
-            boxes = [Rect.around(line.box, _LINE_PAD) for line in carried]
-            rects, _ = cover_lines(
-                grown, boxes, height=height, width=width, gap=policy.merge_gap, limit=policy.max_rects,
-                rounds=policy.cover_rounds,
-            )  # fmt: skip
+            rects, _ = self._cover(grown, carried, height, width)
         else:
             for rect in rects:  # the last round's growth is read too: no rectangle is left unread
                 if rect not in found:
@@ -226,8 +250,10 @@ class _TimedReader:
         self._frame = frame
         self._recognize = recognize
         self.seconds = 0.0
+        self.pixels = 0
 
     def read(self, rect: Rect) -> list[TextLine]:
+        self.pixels += rect.area
         started = time.perf_counter()
         try:
             return list(self._recognize(self._frame, rect.roi()))
