@@ -21,7 +21,7 @@ Rules this module keeps:
 - The service maps segments read-only; the client maps them read-write. The page tables are filled once,
   at creation, not on the first frame, by ``madvise(MADV_POPULATE_READ/WRITE)`` called through ``ctypes``,
   which lets go of the GIL: ``mmap.mmap(..., MAP_POPULATE)`` faults the pages in while holding it, which
-  froze every other session for as long (ARCHITECTURE.md, decision 16).
+  froze every other session for as long (ARCHITECTURE.md, decision 32).
 - A mapped segment costs the service one fd: CPython's ``mmap`` keeps a duplicate of the fd it maps, so
   the service drops its own (``drop_fd``) once the client has it. The client keeps the one it received,
   for a screen capture to hand on to the X server.

@@ -18,7 +18,7 @@ Rules it keeps:
 - a region file is never mapped: ``view`` reads the request's pixels with ``pread`` into a buffer the
   service owns (one copy, counted in ``bytes_copied``). A client may truncate its own file at any moment,
   and a mapping read past the new end raises SIGBUS and kills the service; a read only comes back short,
-  which is a typed error (ARCHITECTURE.md, decision 12). Clients that want zero copy use session mode,
+  which is a typed error (ARCHITECTURE.md, decision 28). Clients that want zero copy use session mode,
   whose memfd segments are sealed against shrinking;
 - unregistering while a request uses the region takes the name away at once but closes the fd only when
   the last request has released it (reference count).
