@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
-from .engines import ENGINES, default_engine_name
+from .engines import ENGINES, default_engine_name, default_workers
 from .values import EngineOptions, IntList, Size
 
 MiB = 1024 * 1024
@@ -43,7 +43,13 @@ class ServiceConfig(BaseSettings):
     engine_options: EngineOptions = Field(
         default_factory=dict, description="engine-specific options, KEY=VALUE (e.g. checksum_mode=full for null)"
     )
-    engine_workers: int = Field(default=2, ge=1, le=64, description="engine threads, each with its own instance")
+    engine_workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="engine instances, each on a thread of its own (0: the engine's choice, rapidocr one per two "
+        "CPUs, other engines 2)",
+    )
     warm_up: bool = Field(default=True, description="run one OCR at startup so the first request is not slow")
 
     # Modes
@@ -135,6 +141,8 @@ class ServiceConfig(BaseSettings):
             raise ValueError("at least one of HTTP and shared memory must be enabled")
         if self.session_bytes > self.total_bytes:
             raise ValueError("session_bytes cannot exceed total_bytes")
+        if not self.engine_workers:
+            self.engine_workers = default_workers(self.engine)
         return self
 
     @property

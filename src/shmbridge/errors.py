@@ -179,6 +179,8 @@ class SegmentLimitExceeded(LimitExceeded):
 class DescriptorLimitExceeded(LimitExceeded):
     code = ErrorCode.DESCRIPTOR_LIMIT
     http_status = 503
+
+
 class StreamLimitExceeded(LimitExceeded):
     code = ErrorCode.STREAM_LIMIT
     http_status = 429

@@ -211,6 +211,29 @@ def test_thread_budget_follows_the_cpu_affinity() -> None:
     assert threads("all") == usable_cpus() == len(cpus)
 
 
+def test_default_workers_follow_the_engine_and_the_cpu_affinity() -> None:
+    """Without ``--workers``, rapidocr runs one worker per two usable CPUs (one when pinned to one CPU),
+    other engines two; an explicit count always wins."""
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("os.sched_setaffinity is Linux-only")
+    cpus = sorted(os.sched_getaffinity(0))
+    code = (
+        "import json, os, sys\n"
+        "if sys.argv[1] != 'all': os.sched_setaffinity(0, {int(sys.argv[1])})\n"
+        "from shmbridge.config import ServiceConfig\n"
+        "print(json.dumps([ServiceConfig(engine=name, http_enabled=False).engine_workers\n"
+        "                  for name in ('rapidocr', 'null')]))\n"
+    )
+
+    def workers(pin: str) -> list[int]:
+        done = subprocess.run([sys.executable, "-c", code, pin], capture_output=True, text=True, timeout=60, check=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert workers(str(cpus[0])) == [1, 2]
+    assert workers("all") == [max(1, len(cpus) // 2), 2]
+    assert ServiceConfig(engine="rapidocr", engine_workers=3, http_enabled=False).engine_workers == 3
+
+
 # -- nothing downloads -----------------------------------------------------------------------------------
 
 

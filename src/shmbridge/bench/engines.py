@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..client import Client
+from ..engines import default_workers
 from . import synthetic
 from .screens import Page, default_screens_dir, load_pages, load_scorer, scored_lines
 from .service import ServiceHandle, own_service
@@ -44,7 +45,8 @@ class Setup:
 
     engine: str = "rapidocr"
     options: dict[str, Any] = field(default_factory=dict)
-    workers: int = 2
+    #: Engine instances (0: the service's default for the engine).
+    workers: int = 0
     level: str = "accurate"
     about: str = ""
 
@@ -55,18 +57,19 @@ REFERENCE = "today"
 SETUPS: dict[str, Setup] = {
     REFERENCE: Setup(
         options={"backend": "onnxruntime", "detect_side": 2000, "intra_op_threads": 0},
+        workers=2,
         about="reference: full-size detection, onnxruntime, default threads",
     ),
-    "accurate": Setup(about="the default: onnxruntime, full-size detection, thread budget"),
+    "accurate": Setup(about="the default: onnxruntime, full-size detection, one worker per two CPUs"),
     "fast": Setup(level="fast", about="recognition_level=fast on the default (detection at 1088 px)"),
     "accurate-ov": Setup(options={"backend": "openvino"}, about="the default on OpenVINO"),
-    "accurate-1x2": Setup(workers=1, about="the default, one worker with two threads"),
+    "accurate-2x1": Setup(workers=2, about="the default with two workers of one thread each (the previous split)"),
     "detect-1280": Setup(options={"detect_side": 1280}, about="the default detecting at 1280 px"),
     "detect-1088": Setup(options={"detect_side": 1088}, about="the default detecting at 1088 px"),
     "detect-960": Setup(options={"detect_side": 960}, about="the default detecting at 960 px"),
     "tesseract": Setup(engine="tesseract", about="tesseract (optional extra)"),
 }
-DEFAULT_SETUPS = [REFERENCE, "accurate", "fast", "accurate-ov", "accurate-1x2", "detect-1280"]
+DEFAULT_SETUPS = [REFERENCE, "accurate", "fast", "accurate-ov", "accurate-2x1", "detect-1280"]
 
 
 def proc_status(pid: int) -> dict[str, float]:
@@ -194,7 +197,7 @@ def summary(row: Row, scorer: Any, frames: int) -> dict[str, Any]:
         "about": row.setup.about,
         "engine": row.setup.engine,
         "options": row.setup.options,
-        "workers": row.setup.workers,
+        "workers": row.setup.workers or default_workers(row.setup.engine),
         "level": row.setup.level,
         "frames": frames,
         "p50_s": statistics.median(row.latencies),

@@ -27,6 +27,21 @@ _INSTALL_HINTS = {
 }
 
 
+def default_workers(name: str) -> int:
+    """Engine instances a service runs when the operator does not say (``--workers``).
+
+    RapidOCR shares the CPUs out between inference threads within one request, so one instance per two
+    usable CPUs answers a lone client sooner than one instance per CPU, at the same throughput under
+    load (docs/benchmarks.md, "What was chosen"; measured on two CPUs). Every other engine gets two, so
+    one slow request never holds the only instance.
+    """
+    if name == "rapidocr":
+        from .threads import usable_cpus
+
+        return max(1, usable_cpus() // 2)
+    return 2
+
+
 def default_engine_name() -> str:
     """Apple Vision on macOS, RapidOCR elsewhere."""
     return "vision" if sys.platform == "darwin" else "rapidocr"
