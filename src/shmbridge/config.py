@@ -103,6 +103,31 @@ class ServiceConfig(BaseSettings):
         default=5.0, gt=0, description="seconds one encoded image may take to decode before a 413 answers it"
     )
 
+    # Screen streams (streams/): limits, and when a stream reads the whole frame again.
+    max_streams_per_session: int = Field(default=8, ge=1, description="screen streams one session may hold")
+    max_streams_per_client: int = Field(
+        default=8, ge=1, description="screen streams one HTTP client (X-Shmbridge-Client, else address) may hold"
+    )
+    max_streams: int = Field(default=256, ge=1, description="screen streams over all sessions and clients")
+    max_stream_state_bytes: Size = Field(
+        default=4 * MiB, ge=4096, description="bytes of state (fingerprints and lines) one stream may keep"
+    )
+    stream_idle_ttl: float = Field(
+        default=300.0, gt=0, description="seconds an HTTP client's stream may sit unused before it is freed"
+    )
+    stream_keyframe_frames: int = Field(
+        default=100, ge=0, description="a stream reads the whole frame at least every this many frames (0: never)"
+    )
+    stream_keyframe_seconds: float = Field(
+        default=60.0, ge=0, description="a stream reads the whole frame at least every this many seconds (0: never)"
+    )
+    stream_keyframe_area: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="a stream reads the whole frame when what changed covers more than this fraction of it",
+    )
+
     # Authentication of the HTTP door (the socket door checks peer uid/gid instead).
     api_token: SecretStr | None = Field(
         default=None,

@@ -87,6 +87,21 @@ class OcrOptions(BaseModel):
     custom_words: tuple[str, ...] = ()
     minimum_text_height: float = Field(default=0.03125, ge=0.0, le=1.0)
     roi: Roi | None = None
+    stream: str | None = Field(
+        default=None,
+        description="Read this frame as the next of the named screen stream: only what changed since the "
+        "stream's previous frame is read again (1-64 of letters, digits, '.', '_', '-').",
+    )
+    keyframe: bool = Field(default=False, description="With stream: read the whole frame this time.")
+    delta: bool = Field(default=False, description="With stream: list the lines added and removed in the result.")
+
+    @property
+    def reading(self) -> OcrOptions:
+        """These options without the stream's own fields: what decides how the engine reads a frame (a
+        stream whose reading changes starts again from a keyframe)."""
+        if self.stream is None and not self.keyframe and not self.delta:
+            return self
+        return self.model_copy(update={"stream": None, "keyframe": False, "delta": False})
 
     @field_validator("languages", "custom_words", mode="before")
     @classmethod
@@ -131,8 +146,10 @@ class Timings(BaseModel):
     ``engine_ms``. Inside ``engine_ms`` are the engine's own stages: ``detect_ms``, ``recognize_ms`` and
     ``postprocess_ms`` (box fitting, filtering, reading order); an engine that does not split its work
     (tesseract, vision, null) reports only ``postprocess_ms``. ``decode_ms`` is an encoded image's
-    decoding (HTTP image requests only), which happens before ``total_ms`` starts. A stage a request
-    does not have is 0.
+    decoding (HTTP image requests only), which happens before ``total_ms`` starts. A request read through
+    a screen stream also has, inside ``engine_ms``, ``fingerprint_ms`` (comparing the frame's tiles with
+    the previous frame's) and ``merge_ms`` (merging fresh lines with the reused ones); its engine stages
+    are summed over the rectangles read. A stage a request does not have is 0.
     """
 
     queue_ms: float = 0.0
@@ -143,6 +160,8 @@ class Timings(BaseModel):
     detect_ms: float = 0.0
     recognize_ms: float = 0.0
     postprocess_ms: float = 0.0
+    fingerprint_ms: float = 0.0
+    merge_ms: float = 0.0
 
 
 class StreamInfo(BaseModel):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..models import OcrResult, TextLine
 from .screen import Capture, CaptureMethod
@@ -95,6 +96,13 @@ class Watcher:
         self._digest = digest
         return not same
 
+    def options(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """The OCR options of a step: with a stream, the service reads only what changed since the last
+        step it read and says which lines came and went (``delta``); the first step is a keyframe."""
+        if self.stream is None:
+            return fields
+        return {**fields, "stream": self.stream, "delta": True, "keyframe": self._result is None}
+
     def unchanged(self, capture: Capture) -> WatchFrame:
         assert self._result is not None
         return WatchFrame(self.index, False, self._result, capture=capture.method, stream=self.stream,
@@ -102,8 +110,12 @@ class Watcher:
 
     def read(self, capture: Capture, result: OcrResult) -> WatchFrame:
         """The frame for a capture that was OCRed; the first frame reports every line as added."""
-        before = self._result.lines if self._result is not None else []
-        added, removed = diff_lines(before, result.lines)
+        info = result.stream
+        if info is not None and info.added is not None and info.removed is not None:
+            added, removed = list(info.added), list(info.removed)  # the service's own account of the change
+        else:
+            before = self._result.lines if self._result is not None else []
+            added, removed = diff_lines(before, result.lines)
         self._result = result
         return WatchFrame(self.index, bool(added or removed) or self.index == 0, result, added, removed,
                           capture.method, self.stream, tuple(result.warnings))  # fmt: skip

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..capture import Capture, Watcher, WatchFrame, grab_into_slot
-from ..errors import ServiceUnavailable, ShmBridgeError
+from ..errors import ServiceUnavailable, ShmBridgeError, TransportError
 from ..models import OcrOptions, PixelFormat, Roi, TextLine
 from .base import (
     BaseClient,
@@ -40,10 +40,11 @@ from .base import (
     with_warnings,
 )
 from .diagnose import Diagnosis, diagnose_async
-from .http import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, AsyncHttpTransport
+from .http import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, AsyncHttpTransport, stream_path
 from .inputs import FrameRegistry, Prepared, prepare
 from .session import AsyncSessionClient
 from .shm import AsyncSessionTransport
+from .streams import AsyncClientStream
 
 log = logging.getLogger("shmbridge.client")
 
@@ -132,6 +133,20 @@ class AsyncClient(BaseClient):
         opts = build_options(options, **option_fields)
         result = await self._ocr(prepare(image, pixel_format, self._frames), opts, request_id, timeout, started)
         return with_warnings(result, noted) if noted else result
+
+    def stream(self, name: str, *, delta: bool = False, **option_fields: Any) -> AsyncClientStream:
+        """A screen stream: ``async with client.stream("screen") as s: await s.ocr(frame)``; see
+        ``Client.stream``."""
+        return AsyncClientStream(self, name, delta, option_fields)
+
+    async def close_stream(self, name: str) -> bool:
+        """Free the stream ``name`` on the service now, where HTTP carried it; see ``Client.close_stream``."""
+        self._check_open()
+        try:
+            response = await self._http.send("DELETE", stream_path(name), self.timeouts.request)
+        except TransportError:
+            return False
+        return bool(response.json().get("closed"))
 
     async def ocr_batch(
         self, images: Iterable[Any], *, max_concurrency: int = 16, **options: Any
@@ -222,7 +237,8 @@ class AsyncClient(BaseClient):
             await asyncio.sleep(watcher.delay())
             async with self.capture(region, display=display) as shot:
                 fresh = watcher.needs_ocr(shot)
-                step = watcher.read(shot, await self.ocr(shot, **option_fields)) if fresh else watcher.unchanged(shot)
+                result = await self.ocr(shot, **watcher.options(option_fields)) if fresh else None
+                step = watcher.unchanged(shot) if result is None else watcher.read(shot, result)
             yield step  # after the slot went back: the caller may keep the step as long as it likes
 
     async def _ocr(

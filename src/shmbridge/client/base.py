@@ -45,6 +45,7 @@ from ..errors import (
     RequestTimeout,
     ServiceUnavailable,
     ShmBridgeError,
+    StreamLimitExceeded,
     TransportError,
     UsageError,
 )
@@ -190,7 +191,8 @@ def session_failure(exc: ShmBridgeError, *, waiting_for_slot: bool = False) -> S
     """What HTTP may serve instead of the session, or ``None`` when the error is the caller's answer.
 
     - The session is lost (EOF, reply timeout, protocol error, unreachable): fall back and reconnect.
-    - A limit refused this frame or this session (bytes, sessions, frame size): fall back, keep the session.
+    - A limit refused this frame or this session (bytes, sessions, frame size): fall back, keep the session;
+      a stream limit is the caller's (its streams live where it opened them), so it is raised.
     - Every slot stayed lent (``waiting_for_slot``), the service is busy (HTTP shares its admission), the
       request is invalid or the engine failed: HTTP would answer the same, so the error is raised.
     """
@@ -198,7 +200,7 @@ def session_failure(exc: ShmBridgeError, *, waiting_for_slot: bool = False) -> S
         return None
     if isinstance(exc, TransportError | ProtocolError):
         return SessionFailure(exc, broken=True)
-    if isinstance(exc, LimitExceeded) and not isinstance(exc, Busy):
+    if isinstance(exc, LimitExceeded) and not isinstance(exc, Busy | StreamLimitExceeded):
         return SessionFailure(exc, broken=False)
     return None
 

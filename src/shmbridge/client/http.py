@@ -34,6 +34,7 @@ from ..errors import (
     error_from_code,
 )
 from ..models import OcrOptions, OcrResult
+from ..streams.registry import check_name
 from .base import OcrCall, RetryPolicy, Timeouts, retry_after_seconds
 from .inputs import http_body
 
@@ -44,6 +45,7 @@ INFO_PATH = "/api/v1/bridge/info"
 HEALTH_PATH = "/health"
 METRICS_PATH = "/metrics"
 ENHANCED_METRICS_PATH = "/metrics/enhanced"
+STREAMS_PATH = "/api/v1/streams"
 FALLBACK_HEADER = "X-Shmbridge-Fallback"
 USER_AGENT = "shmbridge-python"
 
@@ -66,7 +68,18 @@ def option_params(options: OcrOptions) -> dict[str, str]:
     if options.roi is not None:
         r = options.roi
         params["roi"] = f"{r.x},{r.y},{r.width},{r.height}"
+    if options.stream is not None:
+        params["stream"] = options.stream
+    if options.keyframe:
+        params["keyframe"] = "true"
+    if options.delta:
+        params["delta"] = "true"
     return params
+
+
+def stream_path(name: str) -> str:
+    """The path of one of this client's streams on the service (the name is checked: no escaping needed)."""
+    return f"{STREAMS_PATH}/{check_name(name)}"
 
 
 def ocr_request_parts(call: OcrCall) -> tuple[dict[str, str], dict[str, str], bytes]:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..capture import Capture, Watcher, WatchFrame, grab_into_slot
-from ..errors import ServiceUnavailable, ShmBridgeError
+from ..errors import ServiceUnavailable, ShmBridgeError, TransportError
 from ..models import OcrOptions, PixelFormat, Roi, TextLine
 from .base import (
     BaseClient,
@@ -43,10 +43,11 @@ from .base import (
     with_warnings,
 )
 from .diagnose import Diagnosis, diagnose
-from .http import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, HttpTransport
+from .http import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, HttpTransport, stream_path
 from .inputs import FrameRegistry, Prepared, prepare
 from .session import SessionClient
 from .shm import SessionTransport
+from .streams import ClientStream
 
 
 class Client(BaseClient):
@@ -140,6 +141,23 @@ class Client(BaseClient):
         result = self._ocr(prepare(image, pixel_format, self._frames), opts, request_id, timeout, started)
         return with_warnings(result, noted) if noted else result
 
+    def stream(self, name: str, *, delta: bool = False, **option_fields: Any) -> ClientStream:
+        """A screen stream: ``with client.stream("screen") as s: s.ocr(frame)`` reads each frame as the
+        next of the stream ``name``, so the service reads again only what changed since the previous frame
+        (``result.stream`` says what it did; ``delta=True`` lists the lines added and removed). The first
+        frame is read whole. ``option_fields`` go with every frame. The same as
+        ``client.ocr(frame, stream=name)`` with a keyframe first and a close at the end."""
+        return ClientStream(self, name, delta, option_fields)
+
+    def close_stream(self, name: str) -> bool:
+        """Free the stream ``name`` on the service now, where HTTP carried it; True if one was freed. A
+        session's streams are freed when the session ends; with HTTP unreachable this does nothing."""
+        self._check_open()
+        try:
+            return bool(self._http.send("DELETE", stream_path(name), self.timeouts.request).json().get("closed"))
+        except TransportError:
+            return False
+
     def ocr_batch(self, images: Iterable[Any], **options: Any) -> list[ClientResult]:
         """OCR several images, one after another. For concurrency share the client between threads, or use
         ``AsyncClient``."""
@@ -227,7 +245,8 @@ class Client(BaseClient):
             time.sleep(watcher.delay())
             with self.capture(region, display=display) as shot:
                 fresh = watcher.needs_ocr(shot)
-                step = watcher.read(shot, self.ocr(shot, **option_fields)) if fresh else watcher.unchanged(shot)
+                result = self.ocr(shot, **watcher.options(option_fields)) if fresh else None
+                step = watcher.unchanged(shot) if result is None else watcher.read(shot, result)
             yield step  # after the slot went back: the caller may keep the step as long as it likes
 
     def _ocr(

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..models import OcrOptions, PixelFormat, TextLine
+from ..models import OcrOptions, PixelFormat, StreamInfo, TextLine
 
 
 @dataclass(slots=True)
@@ -30,6 +30,8 @@ class EngineOutput:
     #: Seconds per stage the engine has (``STAGES``); a stage it lacks is absent. Together they never
     #: exceed the time ``recognize`` took.
     stages: dict[str, float] = field(default_factory=dict)
+    #: What a screen stream did with the frame, when the service read it through one (engines leave it).
+    stream: StreamInfo | None = None
 
 
 #: The stages an engine may time, as ``EngineOutput.stages`` keys (``Timings`` has a ``<stage>_ms`` each):

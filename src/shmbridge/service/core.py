@@ -18,6 +18,7 @@ import queue
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -38,8 +39,12 @@ from ..errors import (
     ServiceUnavailable,
     ShmBridgeError,
 )
-from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat
+from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat, StreamInfo
 from .metrics import Metrics
+from .streaming import StreamOwner, StreamReads
+
+#: The engine's part of a request, ready to run on an engine thread: its output and the seconds it took.
+EngineWork = Callable[[], tuple[EngineOutput, float]]
 
 log = logging.getLogger("shmbridge.core")
 
@@ -128,6 +133,7 @@ class ServiceCore:
         self.config = config
         self.metrics = metrics or Metrics()
         self.pool = EnginePool(config.engine, config.engine_options, config.engine_workers)
+        self.streams = StreamReads(config, self.metrics)
         self._slots = asyncio.Semaphore(config.in_flight_limit)
         self._waiting = 0
         self._in_flight = 0
@@ -200,6 +206,7 @@ class ServiceCore:
         received_bytes: int | None = None,
         copied_bytes: int = 0,
         decode_s: float = 0.0,
+        stream_owner: StreamOwner | None = None,
     ) -> OcrResult:
         """The whole request synchronously, for non-blocking engines (null): no admission wait, no thread
         hop, no task. It runs on the caller's thread (the event loop for HTTP, a session's own thread for
@@ -209,9 +216,9 @@ class ServiceCore:
         try:
             if not self._accepting:
                 raise ServiceUnavailable("the service is shutting down", code=ErrorCode.SHUTTING_DOWN)
-            native, native_format, copied = self._prepare(image, pixel_format, options)
+            work, copied = self._prepare(image, pixel_format, options, stream_owner)
             converted = time.perf_counter()
-            output, engine_s = self.pool.run_sync(native, native_format, options)
+            output, engine_s = work()
             output.stages["convert"] = converted - started
             if decode_s:
                 output.stages["decode"] = decode_s
@@ -235,12 +242,15 @@ class ServiceCore:
         copied_bytes: int = 0,
         on_release: Callable[[], None] | None = None,
         decode_s: float = 0.0,
+        stream_owner: StreamOwner | None = None,
     ) -> OcrResult:
         """OCR ``image`` and return the shared result model; raise a ``ShmBridgeError`` otherwise.
 
         ``copied_bytes`` counts copies the transport already made (decoding an image makes new pixels);
         ``decode_s`` is the time the transport spent decoding it (reported as ``timings.decode_ms``).
         ``on_release`` is called exactly once, when no engine thread can touch ``image`` any more.
+        ``stream_owner`` is whose streams ``options.stream`` names (a session, an HTTP client); without
+        one, a request that names a stream is refused.
         """
         if self.inline:
             try:
@@ -253,6 +263,7 @@ class ServiceCore:
                     received_bytes=received_bytes,
                     copied_bytes=copied_bytes,
                     decode_s=decode_s,
+                    stream_owner=stream_owner,
                 )
             finally:
                 if on_release is not None:
@@ -268,7 +279,7 @@ class ServiceCore:
                 on_release()
 
         try:
-            native, native_format, copied = self._prepare(image, pixel_format, options)
+            work, copied = self._prepare(image, pixel_format, options, stream_owner)
             convert_s = time.perf_counter() - started
             try:
                 queue_s = await self._admit(started) - convert_s
@@ -276,7 +287,7 @@ class ServiceCore:
                 release()
                 raise
             try:
-                output, engine_s = await self._run_engine(native, native_format, options, release)
+                output, engine_s = await self._run_engine(work, release)
             finally:
                 self._leave()
             release()
@@ -295,13 +306,29 @@ class ServiceCore:
             raise self._engine_failure(mode, request_id, exc, started) from exc
 
     def _prepare(
-        self, image: np.ndarray, pixel_format: PixelFormat, options: OcrOptions
-    ) -> tuple[np.ndarray, PixelFormat, int]:
-        """Validate, crop to the region of interest (a view), convert at most once."""
+        self, image: np.ndarray, pixel_format: PixelFormat, options: OcrOptions, stream_owner: StreamOwner | None
+    ) -> tuple[EngineWork, int]:
+        """Validate, then the engine's work and the bytes copied to get it ready: for a plain request,
+        the region of interest cropped (a view) and converted at most once; for a stream, the stream's
+        step, which crops and converts each rectangle it reads itself."""
         validate_image(image, pixel_format)
         self.check_frame_size(image.shape[0], image.shape[1], pixel_format.channels)
+        self.streams.check(options, stream_owner)
+        if options.stream is not None:
+            assert stream_owner is not None
+            if options.roi is not None:
+                options.roi.check_inside(image.shape[0], image.shape[1])
+            return partial(self._read_stream, image, pixel_format, options, stream_owner), 0
         view = crop(image, options.roi)
-        return convert(view, pixel_format, self.pool.native_formats, self.pool.accepts_strides)
+        native, native_format, copied = convert(view, pixel_format, self.pool.native_formats, self.pool.accepts_strides)
+        return partial(self.pool.run_sync, native, native_format, options), copied
+
+    def _read_stream(
+        self, image: np.ndarray, pixel_format: PixelFormat, options: OcrOptions, owner: StreamOwner
+    ) -> tuple[EngineOutput, float]:
+        output, info, seconds = self.streams.read(self.pool, image, pixel_format, options, owner)
+        output.stream = info
+        return output, seconds
 
     def _succeed(
         self,
@@ -371,16 +398,10 @@ class ServiceCore:
         if self._in_flight == 0:
             self._idle.set()
 
-    async def _run_engine(
-        self,
-        image: np.ndarray,
-        fmt: PixelFormat,
-        options: OcrOptions,
-        release: Callable[[], None],
-    ) -> tuple[EngineOutput, float]:
-        """Run the engine; on timeout or cancellation, hand ``release`` to the still-running thread."""
+    async def _run_engine(self, work: EngineWork, release: Callable[[], None]) -> tuple[EngineOutput, float]:
+        """Run the engine's work; on timeout or cancellation, hand ``release`` to the still-running thread."""
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.pool.executor, self.pool.run_sync, image, fmt, options)
+        future = loop.run_in_executor(self.pool.executor, work)
         try:
             output, engine_s = await asyncio.wait_for(asyncio.shield(future), self.config.engine_timeout)
         except TimeoutError:
@@ -410,10 +431,9 @@ class ServiceCore:
             confidence = sum(line.confidence for line in lines) / len(lines)
         else:
             lines, text, confidence = [], "", 0.0
-        # Validation of a dict, not model_construct and not keyword arguments: pydantic-core validates
-        # a dict in Rust (about 2 µs) faster than ``OcrResult(**fields)`` (about 3.4 µs, the keyword path
-        # goes through ``BaseModel.__init__``) and than model_construct, which assigns field by field in
-        # Python (6.4 µs), measured on the hot path. Same validation, same model either way.
+        # Validation of a dict, not model_construct and not keyword arguments: pydantic-core validates a
+        # dict in Rust, faster than ``OcrResult(**fields)`` (through ``BaseModel.__init__``) and than
+        # model_construct, which assigns field by field in Python (docs/benchmarks.md, "Where the service's time goes").
         return OcrResult.model_validate(
             {
                 "request_id": request_id,
@@ -431,5 +451,20 @@ class ServiceCore:
                 },
                 "warnings": output.warnings,
                 "checksum": output.checksum,
+                "stream": None if output.stream is None else _stream_in_frame(output.stream, options),
             }
         )
+
+
+def _stream_in_frame(info: StreamInfo, options: OcrOptions) -> StreamInfo:
+    """A stream's info in the frame's coordinates: a stream over a region of interest sees the region."""
+    roi = options.roi
+    if roi is None:
+        return info
+    return info.model_copy(
+        update={
+            "rects": [rect.model_copy(update={"x": rect.x + roi.x, "y": rect.y + roi.y}) for rect in info.rects],
+            "added": None if info.added is None else shift_lines(info.added, roi.x, roi.y),
+            "removed": None if info.removed is None else shift_lines(info.removed, roi.x, roi.y),
+        }
+    )

@@ -1,10 +1,11 @@
 """The HTTP side of the service: ``create_app(core, sessions, budget)`` builds the FastAPI application.
 
 It wires the routers (legacy JSON in ``http_legacy``, raw and encoded bodies in ``http_fast``, named
-regions in ``http_shmem``), the one error shape and body limits (``http_errors``), and serves the small
-read-only routes itself: ``/health`` (= ``/health/ready``), ``/health/live``, ``/api/v1/bridge/info``,
-``/metrics`` (Prometheus) and ``/metrics/enhanced`` (JSON with percentiles). The access log is
-``http_access``. OpenAPI is at ``/openapi.json``, its UI at ``/docs``.
+regions in ``http_shmem``, an HTTP client's screen streams in ``http_streams``), the one error shape and
+body limits (``http_errors``), and serves the small read-only routes itself: ``/health``
+(= ``/health/ready``), ``/health/live``, ``/api/v1/bridge/info``, ``/metrics`` (Prometheus) and
+``/metrics/enhanced`` (JSON with percentiles). The access log is ``http_access``. OpenAPI is at
+``/openapi.json``, its UI at ``/docs``.
 
 It must never do OCR itself or bypass ``ServiceCore.process``: every transport shares admission, timeouts
 and metrics there. The region registry it creates is closed by ``Server`` at shutdown
@@ -34,6 +35,7 @@ from .http_errors import BodyLimitMiddleware, install_error_handlers
 from .http_fast import fast_router
 from .http_legacy import LEGACY_JSON_PATHS, legacy_router
 from .http_shmem import shmem_router
+from .http_streams import streams_router
 from .metrics import MODES
 from .regions import RegionRegistry
 from .session_server import SessionServer
@@ -110,6 +112,7 @@ def create_app(
     app.include_router(legacy_router(ctx))
     app.include_router(fast_router(ctx))
     app.include_router(shmem_router(ctx))
+    app.include_router(streams_router(ctx))
     _add_service_routes(app, ctx)
     return app
 
@@ -220,4 +223,5 @@ def enhanced_metrics(ctx: HttpContext) -> dict[str, Any]:
         "bytes_mapped": _gauge(m.bytes_mapped),
         "regions": _gauge(m.regions),
         "region_bytes_mapped": ctx.regions.status()["bytes_mapped"],
+        "streams": {"live": len(ctx.core.streams.registry), **m.stream_snapshot()},
     }

@@ -25,6 +25,7 @@ from .core import ServiceCore
 from .http_images import Decoded
 from .regions import RegionRegistry
 from .session_server import SessionServer
+from .streaming import StreamOwner
 
 T = TypeVar("T")
 
@@ -127,6 +128,7 @@ class HttpContext:
         *,
         mode: str,
         request_id: str,
+        stream_owner: StreamOwner | None = None,
     ) -> OcrResult:
         """Decode (bounded, off the loop), then OCR through the core. Every error is a ``ShmBridgeError``."""
         started = time.perf_counter()
@@ -145,6 +147,7 @@ class HttpContext:
             received_bytes=decoded.encoded_bytes,
             copied_bytes=decoded.image.nbytes,  # decoding wrote these pixels anew
             decode_s=decode_s,
+            stream_owner=stream_owner,
         )
         if decoded.warnings:
             result.warnings.extend(decoded.warnings)
@@ -171,8 +174,14 @@ def tag_request(request: Request, response: Response, request_id: str) -> str:
     return request_id
 
 
+def stream_owner_of(request: Request) -> StreamOwner:
+    """Whose streams an HTTP request's ``stream=NAME`` names: its client key (``client_of``)."""
+    return StreamOwner("http", client_of(request))
+
+
 def client_of(request: Request) -> str:
-    """Who a region belongs to, for quotas: the ``X-Shmbridge-Client`` header, else the remote address.
+    """Who a region or a stream belongs to, for quotas: the ``X-Shmbridge-Client`` header, else the remote
+    address.
 
     This is a quota key, not authentication: anyone who can reach the HTTP port can send any header.
     """

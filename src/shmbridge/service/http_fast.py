@@ -17,9 +17,18 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from ..errors import ErrorCode, InvalidRequest, ShmBridgeError
 from ..models import OcrResult, PixelFormat, Roi
-from .http_context import HttpContext, request_id_of, tag_request
+from .http_context import HttpContext, request_id_of, stream_owner_of, tag_request
 from .http_images import RAW_MEDIA_TYPE, decode_image, parse_shape, raw_view
-from .http_models import ERROR_RESPONSES, MAX_FIELD, build_options, resolve_format
+from .http_models import (
+    ERROR_RESPONSES,
+    MAX_FIELD,
+    STREAM_QUERY,
+    DeltaQuery,
+    KeyframeQuery,
+    StreamQuery,
+    build_options,
+    resolve_format,
+)
 from .http_render import render_png
 from .http_uploads import GENERIC_MEDIA_TYPES, MULTIPART, check_media, media_type, read_upload, require_image
 
@@ -57,6 +66,7 @@ _QUERY = frozenset(
         "roi",
         "request_id",
         "render",
+        *STREAM_QUERY,
     }
 )
 _Dim = Annotated[int | None, Query(gt=0, lt=1 << 31)]
@@ -97,6 +107,9 @@ def fast_router(ctx: HttpContext) -> APIRouter:
         minimum_text_height: Annotated[float, Query(ge=0.0, le=1.0)] = 0.03125,
         roi: Annotated[str | None, Query(max_length=128, description="x,y,width,height in pixels")] = None,
         request_id: Annotated[str | None, Query(max_length=128)] = None,
+        stream: StreamQuery = None,
+        keyframe: KeyframeQuery = False,
+        delta: DeltaQuery = False,
         render: Annotated[
             Literal["png"] | None,
             Query(description="png: answer with the image and each line's box, text and confidence drawn on it"),
@@ -123,6 +136,9 @@ def fast_router(ctx: HttpContext) -> APIRouter:
                 custom_words=_split(custom_words),
                 minimum_text_height=minimum_text_height,
                 roi=Roi.parse(roi) if roi is not None else None,
+                stream=stream,
+                keyframe=keyframe,
+                delta=delta,
             )
             if raw:
                 shape = _raw_shape(height, width, channels, x_shmbridge_shape)
@@ -139,11 +155,14 @@ def fast_router(ctx: HttpContext) -> APIRouter:
         except ShmBridgeError as exc:
             ctx.observe_error(mode, exc)
             raise
+        owner = stream_owner_of(request)
         if raw:
-            result = await ctx.core.process(image, fmt, options, mode=mode, request_id=rid, received_bytes=len(body))
+            result = await ctx.core.process(image, fmt, options, mode=mode, request_id=rid, received_bytes=len(body),
+                                            stream_owner=owner)  # fmt: skip
         else:
             check = ctx.core.check_frame_size
-            result = await ctx.ocr_encoded(lambda: decode_image(body, check), options, mode=mode, request_id=rid)
+            result = await ctx.ocr_encoded(lambda: decode_image(body, check), options, mode=mode, request_id=rid,
+                                           stream_owner=owner)  # fmt: skip
         if render is None:
             return result
         return await render_png(image if raw else bytes(body), fmt if raw else None, result, dict(response.headers))

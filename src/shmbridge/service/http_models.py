@@ -7,8 +7,9 @@ old service sent Vision's normalised bottom-left values). Nothing here does I/O.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import ErrorCode, InvalidRequest
@@ -38,14 +39,31 @@ class OptionFields(BaseModel):
                 raise ValueError(exc.message) from None
         return value
 
-    def options(self) -> OcrOptions:
+    def options(self, **stream_fields: Any) -> OcrOptions:
+        """The shared options; ``stream_fields`` are a stream's (``stream``, ``keyframe``, ``delta``), which
+        travel in the query, not in the body."""
         return build_options(
             recognition_level=self.recognition_level,
             languages=self.languages if self.languages is not None else ["en-US"],
             custom_words=self.custom_words or [],
             minimum_text_height=self.minimum_text_height,
             roi=self.roi,
+            **stream_fields,
         )
+
+
+#: The query parameters of a screen stream, on ``/api/v1/ocr`` and ``/api/v1/shmem/ocr``.
+STREAM_QUERY = ("stream", "keyframe", "delta")
+StreamQuery = Annotated[
+    str | None,
+    Query(
+        max_length=256,
+        description="Read the image as the next frame of this screen stream (yours: scoped by X-Shmbridge-Client, "
+        "else your address); only what changed since its previous frame is read again",
+    ),
+]
+KeyframeQuery = Annotated[bool, Query(description="With stream: read the whole frame this time")]
+DeltaQuery = Annotated[bool, Query(description="With stream: list the lines added and removed in stream.added/removed")]
 
 
 def build_options(**fields: Any) -> OcrOptions:

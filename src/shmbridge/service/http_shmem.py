@@ -17,14 +17,17 @@ from fastapi import APIRouter, Request, Response
 
 from ..errors import ShmBridgeError
 from ..models import OcrResult
-from .http_context import HttpContext, client_of, request_id_of, tag_request
+from .http_context import HttpContext, client_of, request_id_of, stream_owner_of, tag_request
 from .http_models import (
     ERROR_RESPONSES,
+    DeltaQuery,
+    KeyframeQuery,
     RegionCreate,
     RegionInfo,
     RegionList,
     RegionRemoved,
     ShmOcrRequest,
+    StreamQuery,
     resolve_format,
 )
 from .regions import check_name
@@ -63,12 +66,19 @@ def shmem_router(ctx: HttpContext) -> APIRouter:
         return removed
 
     @router.post("/api/v1/shmem/ocr", response_model=OcrResult, summary="OCR pixels inside a registered region")
-    async def shm_ocr(body: ShmOcrRequest, request: Request, response: Response) -> OcrResult:
+    async def shm_ocr(
+        body: ShmOcrRequest,
+        request: Request,
+        response: Response,
+        stream: StreamQuery = None,
+        keyframe: KeyframeQuery = False,
+        delta: DeltaQuery = False,
+    ) -> OcrResult:
         rid = tag_request(request, response, request_id_of(request, body.request_id))
         ctx.count_fallback(request)
         try:
             fmt, channels = resolve_format(body.channels, body.pixel_format)
-            options = body.options()
+            options = body.options(stream=stream, keyframe=keyframe, delta=delta)
             ctx.core.check_frame_size(body.height, body.width, channels)
             region = registry.acquire(body.region)
         except ShmBridgeError as exc:
@@ -94,6 +104,7 @@ def shmem_router(ctx: HttpContext) -> APIRouter:
                 request_id=rid,
                 copied_bytes=view.nbytes,
                 on_release=lambda: registry.release(region),
+                stream_owner=stream_owner_of(request),
             )
         finally:
             del view  # the request's copy of the pixels

@@ -26,6 +26,7 @@ import threading
 from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -37,6 +38,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from ..models import StreamInfo
 
 #: Transport modes as they appear in labels.
 MODES = ("shm_session", "shm_region", "http_raw", "http_image", "legacy")
@@ -50,6 +54,8 @@ _HISTOGRAMS = (
     ("shmbridge_queue_seconds", "Time waiting for admission"),
     ("shmbridge_engine_seconds", "Time inside the OCR engine"),
 )
+#: Bounds of the changed-area histogram: the fraction of a stream's frame read again.
+_AREA_BUCKETS = (0.0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 _REQUEST_HISTOGRAM = ("shmbridge_request_seconds", "Service-side time per request, by transport mode and outcome")
 
 
@@ -67,20 +73,21 @@ def percentiles(ordered: list[float]) -> dict[str, float | int]:
 class _Histogram:
     """Bucket counts (non-cumulative, last one is +Inf) and the sum, for one mode."""
 
-    __slots__ = ("counts", "total")
+    __slots__ = ("bounds", "counts", "total")
 
-    def __init__(self) -> None:
-        self.counts = [0] * (len(_BUCKETS) + 1)
+    def __init__(self, bounds: tuple[float, ...] = _BUCKETS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
         self.total = 0.0
 
     def observe(self, value: float) -> None:
-        self.counts[bisect_left(_BUCKETS, value)] += 1
+        self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
 
     def cumulative(self) -> list[tuple[str, float]]:
         running = 0
         out = []
-        for bound, count in zip((*map(str, _BUCKETS), "+Inf"), self.counts, strict=True):
+        for bound, count in zip((*map(str, self.bounds), "+Inf"), self.counts, strict=True):
             running += count
             out.append((bound, running))
         return out
@@ -97,6 +104,63 @@ class _ModeSeries:
         self.zero_copy = 0
         self.histograms = (_Histogram(), _Histogram())
         self.window: deque[float] = deque(maxlen=_WINDOW)  # the last total latencies, for percentiles
+
+
+class StreamCounts:
+    """What screen streams did, frame by frame: plain counts under ``Metrics._lock``."""
+
+    __slots__ = ("area", "frames", "keyframes", "lines")
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.keyframes: dict[str, int] = {}  # reason -> frames read whole
+        self.lines = {"reused": 0, "read": 0, "new": 0, "removed": 0}
+        self.area = _Histogram(_AREA_BUCKETS)
+
+    def observe(self, info: StreamInfo) -> None:
+        self.frames += 1
+        if info.keyframe:
+            reason = info.reason or "requested"
+            self.keyframes[reason] = self.keyframes.get(reason, 0) + 1
+        lines = self.lines
+        lines["reused"] += info.reused_lines
+        lines["read"] += info.read_lines
+        lines["new"] += info.new_lines
+        lines["removed"] += info.removed_lines
+        self.area.observe(info.changed_tiles / info.tiles if info.tiles else 0.0)
+
+    def snapshot(self) -> dict[str, object]:
+        """The JSON view's ``streams`` block."""
+        return {"frames": self.frames, "keyframes": dict(self.keyframes), "lines": dict(self.lines)}
+
+    def families(self, lock: threading.Lock) -> Iterator[Metric]:
+        with lock:
+            frames, keyframes, lines = self.frames, dict(self.keyframes), dict(self.lines)
+            area, area_total = self.area.cumulative(), self.area.total
+        family = CounterMetricFamily("shmbridge_stream_frames", "Frames read through a screen stream", labels=[])
+        family.add_metric([], frames)
+        yield family
+        family = CounterMetricFamily(
+            "shmbridge_stream_keyframes",
+            "Stream frames read whole, by reason (first, size, area, ...)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(keyframes.items()):
+            family.add_metric([reason], count)
+        yield family
+        family = CounterMetricFamily(
+            "shmbridge_stream_lines",
+            "Lines of stream frames: reused unread, read by the engine, new, removed",
+            labels=["kind"],
+        )
+        for kind, count in lines.items():
+            family.add_metric([kind], count)
+        yield family
+        histogram = HistogramMetricFamily(
+            "shmbridge_stream_changed_area", "Fraction of a stream frame's tiles that changed", labels=[]
+        )
+        histogram.add_metric([], area, area_total)
+        yield histogram
 
 
 class _HotPathCollector(Collector):
@@ -146,6 +210,7 @@ class _HotPathCollector(Collector):
         for (mode, outcome), buckets, total in by_outcome:
             requests_seconds.add_metric([mode, outcome], buckets, total)
         yield requests_seconds
+        yield from m.streams.families(m._lock)
         fallbacks = CounterMetricFamily(
             "shmbridge_fallbacks", "HTTP requests a client marked as a shared-memory fallback", labels=[]
         )
@@ -165,6 +230,7 @@ class Metrics:
         self.stage_histograms: dict[tuple[str, str], _Histogram] = {}
         self.request_latency: dict[tuple[str, str], _Histogram] = {}  # (mode, outcome) -> total time
         self._fallbacks = 0
+        self.streams = StreamCounts()
         self._lock = threading.Lock()  # guards the counts, histograms and windows above and in the series
         reg.register(_HotPathCollector(self))
         ProcessCollector(registry=reg)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
@@ -179,6 +245,7 @@ class Metrics:
             "shmbridge_region_bytes_mapped", "Bytes of registered named regions mapped", registry=reg
         )
         self.regions = Gauge("shmbridge_regions", "Registered named shared regions", registry=reg)
+        self.live_streams = Gauge("shmbridge_streams", "Screen streams held by sessions and HTTP clients", registry=reg)
         self.cpu_wakeup_hold = Gauge(
             "shmbridge_cpu_wakeup_hold", "1 while low-latency mode keeps idle CPUs polling", registry=reg
         )
@@ -233,6 +300,15 @@ class Metrics:
                 if histogram is None:
                     histogram = self.stage_histograms[(engine, stage)] = _Histogram()
                 histogram.observe(seconds)
+
+    def observe_stream(self, info: StreamInfo) -> None:
+        """Record what a stream did with one frame."""
+        with self._lock:
+            self.streams.observe(info)
+
+    def stream_snapshot(self) -> dict[str, object]:
+        with self._lock:
+            return self.streams.snapshot()
 
     def latency_percentiles(self, mode: str) -> dict[str, float | int]:
         """Percentiles of ``mode``'s recent total latencies (seconds), from a copy taken under the lock."""

@@ -62,6 +62,7 @@ from .core import ServiceCore
 from .fd_budget import Descriptors
 from .pending import PendingConnections
 from .polling import wait_until
+from .streaming import StreamOwner
 from .wakeups import OFF_STATUS, CpuWakeupHold
 
 log = logging.getLogger("shmbridge.session")
@@ -221,6 +222,7 @@ class Session:
         # kernel after request_timeout (SO_SNDTIMEO): a peer that stops reading is cut off.
         self.sock = sock
         self.id = uuid.uuid4().hex[:12]
+        self.stream_owner = StreamOwner("session", self.id)  # its screen streams end with it
         self.conn = p.ServerConnection(server.config.max_control_frame)
         config = server.config
         self.memory = SessionMemory(
@@ -235,7 +237,7 @@ class Session:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._serve, name=f"session-{self.id}", daemon=True)
         self._send_lock = threading.Lock()
-        self._stream_lost = False  # a write failed half-way: no frame may follow (guarded by _send_lock)
+        self._connection_lost = False  # a write failed half-way: no frame may follow (guarded by _send_lock)
         self._outbox: deque[bytes] = deque()  # frames for the session's one writer job (guarded by _post_lock)
         self._writing = False
         self._post_lock = threading.Lock()
@@ -429,7 +431,8 @@ class Session:
             return
         # Microseconds and never blocks: answer right here, on this session's thread.
         try:
-            result = self.core.process_inline(view, fmt, options, mode="shm_session", request_id=str(event.request_id))
+            result = self.core.process_inline(view, fmt, options, mode="shm_session", request_id=str(event.request_id),
+                                              stream_owner=self.stream_owner)  # fmt: skip
         except ShmBridgeError as exc:
             self._write_error(event.request_id, exc)
         else:
@@ -476,6 +479,7 @@ class Session:
                 mode="shm_session",
                 request_id=str(event.request_id),
                 on_release=lambda: self.memory.give_back(segment_id, slot),
+                stream_owner=self.stream_owner,
             )
         except ShmBridgeError as exc:
             frame = _error_frame(event.request_id, exc)
@@ -495,7 +499,7 @@ class Session:
         """Write one whole frame (with ``fd`` attached by SCM_RIGHTS). A write that fails or times out
         half-way loses the stream: the socket is shut down, which ends the session thread's read."""
         with self._send_lock:
-            if self._stream_lost:
+            if self._connection_lost:
                 return
             try:
                 if fd is None:
@@ -505,7 +509,7 @@ class Session:
                     if sent < len(frame):
                         self.sock.sendall(memoryview(frame)[sent:])
             except OSError as exc:
-                self._stream_lost = True
+                self._connection_lost = True
                 with self._post_lock:
                     self._outbox.clear()
                     self._outbox_room.notify_all()
@@ -551,7 +555,7 @@ class Session:
         read none of its requests (its own sends block instead of the service's memory growing)."""
         with self._post_lock:
             self._outbox_room.wait_for(
-                lambda: len(self._outbox) < _OUTBOX_LIMIT or self._stream_lost or self._finishing
+                lambda: len(self._outbox) < _OUTBOX_LIMIT or self._connection_lost or self._finishing
             )
 
     def _writer_idle(self) -> bool:
@@ -599,7 +603,7 @@ class Session:
         finally:
             # A writer may be blocked in send (a client that stopped reading): the shutdown makes that send
             # fail at once, so the lock is free in a moment and the loop never waits for request_timeout.
-            self._stream_lost = True
+            self._connection_lost = True
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)
             with self._send_lock:
@@ -607,6 +611,7 @@ class Session:
             self.server.fds.connections.give()  # the socket's, taken at accept
             self.server.pending.settle(self)
             self.server.sessions.discard(self)
+            self.core.streams.release(self.stream_owner)
             await self._release_memory()
             self._leave_budget()  # done by the thread already, unless it never ended
             if not self.finished.done():

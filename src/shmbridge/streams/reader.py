@@ -43,8 +43,9 @@ def engine_reader(
 
     def recognize(frame: np.ndarray, roi: Roi) -> list[TextLine]:
         view = crop(frame, roi)
-        native, native_format, _copied = convert(view, pixel_format, engine.native_formats, engine.accepts_strides)
+        native, native_format, copied = convert(view, pixel_format, engine.native_formats, engine.accepts_strides)
         output = call(native, native_format, options.model_copy(update={"roi": None}) if options.roi else options)
+        output.bytes_copied += copied  # the conversion's copy is this read's too: counted, not hidden
         del native, view
         return shift_lines(output.lines, roi.x, roi.y)
 
