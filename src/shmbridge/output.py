@@ -12,7 +12,7 @@ Each line is its own block and paragraph, since no layout analysis runs. It must
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -217,3 +217,49 @@ FORMATS: dict[str, type[Writer]] = {
     "hocr": HocrWriter,
     "alto": AltoWriter,
 }
+
+
+# -- changes between frames (``shmbridge ocr --stream``, ``shmbridge watch``) ---------------------------------
+
+
+def change_line(sign: str, line: TextLine) -> str:
+    """One line that appeared (``+``) or went (``-``), with its box: ``+ [x,y wxh] text``."""
+    box = line.box
+    return f"{sign} [{box.x:.0f},{box.y:.0f} {box.width:.0f}x{box.height:.0f}] {line.text}"
+
+
+def changes_text(added: Sequence[TextLine], removed: Sequence[TextLine]) -> str:
+    """The removed lines, then the added ones, one per line (empty when nothing changed)."""
+    rows = [change_line("-", line) for line in removed] + [change_line("+", line) for line in added]
+    return "".join(row + "\n" for row in rows)
+
+
+def line_json(line: TextLine) -> dict[str, Any]:
+    return {"text": line.text, "confidence": line.confidence, "box": line.box.model_dump()}
+
+
+def stream_frame_text(name: str, result: OcrResult) -> str:
+    """A stream frame for people: a header saying what the stream did, then the lines that came and went."""
+    info = result.stream
+    if info is None:  # a service without streams would have refused the request; kept total anyway
+        return f"==> {name} <==\n" + changes_text(result.lines, [])
+    if info.keyframe:
+        what = f"read whole ({info.reason}), {len(result.lines)} lines"
+    else:
+        what = (f"{info.new_lines} added, {info.removed_lines} removed, {info.reused_lines} reused, "
+                f"{len(info.rects)} rectangle(s) read")  # fmt: skip
+    header = f"==> {name}: frame {info.frame}, {what}, {result.timings.total_ms:.0f} ms <==\n"
+    return header + changes_text(info.added or [], info.removed or [])
+
+
+def stream_frame_json(name: str, result: OcrResult) -> str:
+    """A stream frame as one JSON object: what the stream did, the lines that came and went, the text."""
+    info = result.stream
+    body: dict[str, Any] = {"input": name, "text": result.text, "lines": len(result.lines)}
+    if info is not None:
+        fields = info.model_dump(mode="json", exclude={"added", "removed"})
+        body.update(fields, added=[line_json(line) for line in info.added or []],
+                    removed=[line_json(line) for line in info.removed or []])  # fmt: skip
+    body["timings"] = result.timings.model_dump()
+    body["warnings"] = list(result.warnings)
+    return json.dumps(body, ensure_ascii=False) + "\n"

@@ -125,3 +125,35 @@ def test_stdin_json_and_draw_puts_boxes_where_the_lines_are(
     edge_y = round(box["y"] + box["height"] / 2)
     edge_x = round(box["x"])
     assert any(tuple(drawn[edge_y, edge_x + dx]) == PALETTE[index % len(PALETTE)] for dx in (-1, 0, 1))
+
+
+def test_stream_prints_each_frames_changes(rapidocr: RunningService, tmp_path: Path) -> None:
+    from tests.streams.conftest import WORDS, page
+
+    frames = [page(WORDS[:6]), page(WORDS[:6]), page([*WORDS[:2], "Printer offline since Monday", *WORDS[3:6]])]
+    paths = []
+    for index, frame in enumerate(frames):
+        paths.append(tmp_path / f"f{index}.png")
+        Image.fromarray(frame).save(paths[-1])
+    text = _ocr(rapidocr, "--stream", "cli", *map(str, paths))
+    assert text.returncode == 0, text.stderr
+    blocks = text.stdout.split("==> ")[1:]
+    assert len(blocks) == 3
+    assert blocks[0].startswith(f"{paths[0]}: frame 0, read whole (first), 6 lines")
+    first_rows = blocks[0].splitlines()[1:]
+    assert len(first_rows) == 6 and all(row.startswith("+ [") for row in first_rows)
+    assert blocks[1].splitlines()[1:] == []  # unchanged: nothing to print
+    assert "0 added, 0 removed, 6 reused" in blocks[1]
+    changed = blocks[2].splitlines()
+    assert "1 added, 1 removed, 5 reused" in changed[0]
+    assert changed[1].startswith("- [") and changed[1].endswith(WORDS[2])
+    assert changed[2].startswith("+ [") and changed[2].endswith("Printer offline since Monday")
+    as_json = _ocr(rapidocr, "--stream", "cli-json", "--json", *map(str, paths))
+    assert as_json.returncode == 0, as_json.stderr
+    objects = [json.loads(row) for row in as_json.stdout.splitlines()]
+    assert [obj["keyframe"] for obj in objects] == [True, False, False]
+    assert [obj["frame"] for obj in objects] == [0, 1, 2]
+    assert [line["text"] for line in objects[2]["added"]] == ["Printer offline since Monday"]
+    assert objects[2]["reused_lines"] == 5 and objects[2]["lines"] == 6
+    refused = _ocr(rapidocr, "--stream", "cli", "--format", "tsv", str(paths[0]))
+    assert refused.returncode == 2 and "--stream" in refused.stderr

@@ -13,7 +13,8 @@ import sys
 from typing import Any
 
 from ..errors import ServiceUnavailable, ShmBridgeError, UsageError
-from ..models import Roi, TextLine
+from ..models import Roi
+from ..output import changes_text, line_json
 from .watch import WatchFrame
 
 
@@ -49,10 +50,6 @@ def add_watch(sub: argparse._SubParsersAction) -> None:
     watch.add_argument("--language", action="append", dest="languages", help="recognition language (repeatable)")
 
 
-def _line_json(line: TextLine) -> dict[str, Any]:
-    return {"text": line.text, "confidence": line.confidence, "box": line.box.model_dump()}
-
-
 def frame_json(step: WatchFrame) -> dict[str, Any]:
     result = step.result
     return {
@@ -60,18 +57,15 @@ def frame_json(step: WatchFrame) -> dict[str, Any]:
         "stream": step.stream,
         "capture": step.capture,
         "communication_mode": getattr(result, "communication_mode", None),
-        "added": [_line_json(line) for line in step.added],
-        "removed": [_line_json(line) for line in step.removed],
+        "added": [line_json(line) for line in step.added],
+        "removed": [line_json(line) for line in step.removed],
         "lines": len(result.lines),
         "warnings": list(step.warnings),
     }
 
 
 def _print_text(step: WatchFrame) -> None:
-    for sign, lines in (("-", step.removed), ("+", step.added)):
-        for line in lines:
-            box = line.box
-            print(f"{sign} [{box.x:.0f},{box.y:.0f} {box.width:.0f}x{box.height:.0f}] {line.text}")
+    sys.stdout.write(changes_text(step.added, step.removed))
     sys.stdout.flush()
 
 

@@ -16,7 +16,7 @@ import glob
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -25,7 +25,7 @@ from ..client.base import DEFAULT_URL, Mode, Timeouts
 from ..client.sync_client import Client
 from ..environment import SOCKET_VARIABLE, URL_VARIABLE
 from ..errors import ServiceUnavailable, ShmBridgeError, UsageError
-from ..output import FORMATS, Writer
+from ..output import FORMATS, Writer, stream_frame_json, stream_frame_text
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 PROGRESS_FROM = 3  # inputs; fewer finish before a bar is worth drawing
@@ -78,6 +78,10 @@ def add_ocr(sub: argparse._SubParsersAction) -> None:
     ocr.add_argument("--language", action="append", dest="languages", help="recognition language (repeatable)")
     ocr.add_argument("--recognition-level", choices=["accurate", "fast"])
     ocr.add_argument("--timeout", type=float, default=30.0, help="seconds per input (default 30)")
+    ocr.add_argument("--stream", metavar="NAME",
+                     help="read the inputs in order as frames of one screen stream: the service reads only what "
+                          "changed since the previous frame, and each frame's added (+) and removed (-) lines are "
+                          "printed (--json: one object per frame)")  # fmt: skip
     ocr.set_defaults(run=run_ocr)
 
 
@@ -174,6 +178,10 @@ def run_ocr(args: argparse.Namespace) -> int:
     if not sources:
         return 1
     options = {"roi": args.roi, "languages": args.languages, "recognition_level": args.recognition_level}
+    if args.stream is not None and (args.format not in STREAM_FORMATS or args.output_dir or args.draw):
+        print("shmbridge ocr: --stream prints each frame's changes as text or --json (no --output-dir, "
+              "--draw or other formats)", file=sys.stderr)  # fmt: skip
+        return 2
     failed = len(problems)
     warned: set[str] = set()
     try:
@@ -183,15 +191,17 @@ def run_ocr(args: argparse.Namespace) -> int:
         return 2
     # The command prints each result's warnings itself, once; the client's log line would say it twice.
     logging.getLogger("shmbridge.client").setLevel(logging.ERROR)
-    outputs: _Outputs | None = None
+    outputs: _Outputs | _StreamOutput | None = None
     try:
-        outputs = _Outputs(args, len(sources), f"shmbridge {__version__}")
-        with client, _progress(len(sources)) as progress:
+        outputs = (
+            _Outputs(args, len(sources), f"shmbridge {__version__}") if args.stream is None else _StreamOutput(args)
+        )
+        with client, _progress(len(sources)) as progress, _reader(client, args.stream, options) as read:
             for number, source in enumerate(sources, start=1):
                 if progress is not None:
                     progress.update(0, completed=number - 1, description=source.name)
                 try:
-                    result = client.ocr(source.image, **options)
+                    result = read(source.image)
                 except ShmBridgeError as exc:
                     failed += 1
                     print(f"shmbridge ocr: {source.name}: {exc.code.name}: {exc.message}", file=sys.stderr)
@@ -216,6 +226,38 @@ def run_ocr(args: argparse.Namespace) -> int:
         if outputs is not None:
             outputs.close()
     return 1 if failed else 0
+
+
+#: What ``--stream`` can print: each frame's changes as text, or as one JSON object per frame.
+STREAM_FORMATS = frozenset({"text", "json"})
+
+
+@contextlib.contextmanager
+def _reader(client: Client, stream: str | None, options: dict[str, Any]) -> Iterator[Callable[[Any], Any]]:
+    """How each input is read: on its own, or as the next frame of the stream (closed at the end)."""
+    if stream is None:
+        yield lambda image: client.ocr(image, **options)
+        return
+    with client.stream(stream, delta=True, **options) as frames:
+        yield frames.ocr
+
+
+class _StreamOutput:
+    """``--stream``: each frame's changes, to stdout or ``-o``."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._json = args.format == "json"
+        self._file: IO[str] | None = open(args.output, "w", encoding="utf-8") if args.output else None  # noqa: SIM115
+
+    def write(self, _number: int, source: Source, result: Any) -> None:
+        text = stream_frame_json(source.name, result) if self._json else stream_frame_text(source.name, result)
+        target = self._file or sys.stdout
+        target.write(text)
+        target.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 def _draw(target: Path, source: Source, result: Any, many: bool) -> None:
