@@ -42,7 +42,12 @@ def _frame(folder: Path, index: int, lines: list[str], action: str) -> dict[str,
     return {"frame": f"{name}.png", "truth": f"{name}.json", "action": action}
 
 
-def test_the_benchmark_replays_a_sequence_and_scores_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [((), "through Client over shared memory"), (("--in-process",), "called in-process")],
+    ids=["client", "in-process"],
+)
+def test_the_benchmark_replays_a_sequence_and_scores_it(tmp_path: Path, flags: tuple[str, ...], says: str) -> None:
     require_fonts()
     if not SCORER.is_file():
         pytest.skip(f"{SCORER} is absent (the screen fixtures live next to the checkout)")
@@ -57,11 +62,11 @@ def test_the_benchmark_replays_a_sequence_and_scores_it(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     done = subprocess.run(
         [sys.executable, "-m", "shmbridge.bench.streams", "--sequences", str(tmp_path), "--repeats", "1",
-         "--json", str(out)],
+         "--json", str(out), *flags],
         capture_output=True, text=True, timeout=500, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "called in-process" in done.stdout
+    assert says in done.stdout
     report = json.loads(out.read_text())
     (run,) = report["runs"]
     first, second = run["steps"]

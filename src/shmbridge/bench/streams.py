@@ -9,20 +9,26 @@ repository root), and for each step, in the same run and on the same engine inst
 - the same frame read again through the stream (unchanged) ``--repeats`` times;
 - with ``--compare-no-scroll``, a second stream without scroll detection, to show what it pays.
 
-This session it calls the engine in-process (``engine_reader``), not ``Client`` over shared memory; the
-output says so. Time in a stream passes by ``--step-seconds`` per frame (a virtual clock), so a slow
-machine does not trigger the time-based keyframe rule that an agent's real pace would not.
+By default every read goes through ``Client`` over shared memory to a service of its own (each step's
+frame is written into a slot once, then every read sends it by reference), and CPU time is the
+service's. ``--in-process`` calls the engine directly (``engine_reader``) instead, which also allows
+``--compare-no-scroll``. The time-based keyframe rule is off in both (the service's
+``--stream-keyframe-seconds 0``; in-process, time passes by ``--step-seconds`` per frame): the full reads
+this benchmark makes between stream frames would trigger it, where an agent's real pace would not.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
+import os
 import statistics
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -33,7 +39,7 @@ from PIL import Image
 from ..engines import create_engine, default_engine_name
 from ..engines.results import reading_order
 from ..models import PixelFormat, Roi, TextLine
-from ..streams import Stream, StreamPolicy, engine_reader, fingerprint
+from ..streams import Stream, StreamPolicy, StreamStep, engine_reader, fingerprint
 from .machine import load_average
 from .stats import percentile
 
@@ -84,60 +90,134 @@ class _StepClock:
         self.now += self.step
 
 
-def replay(folder: Path, recognize: Any, policies: dict[str, StreamPolicy], args: argparse.Namespace) -> dict[str, Any]:
+class InProcessReads:
+    """Reads by the engine in this process: a full read, and each stream variant's read."""
+
+    label = "called in-process (engine_reader, not through Client)"
+
+    def __init__(self, engine: Any, policies: dict[str, StreamPolicy], step_seconds: float) -> None:
+        self._recognize = engine_reader(engine, PixelFormat.RGB)
+        self._policies = policies
+        self._step_seconds = step_seconds
+        self._streams: dict[tuple[str, str], tuple[Stream, _StepClock]] = {}
+
+    @contextlib.contextmanager
+    def frame(self, frame: np.ndarray) -> Iterator[np.ndarray]:
+        yield frame
+
+    def full(self, frame: np.ndarray) -> list[TextLine]:
+        height, width = frame.shape[:2]
+        return reading_order(self._recognize(frame, Roi(x=0, y=0, width=width, height=height)))
+
+    def step(self, sequence: str, variant: str, frame: np.ndarray, *, advance: bool = True) -> StreamStep:
+        key = (sequence, variant)
+        if key not in self._streams:
+            clock = _StepClock(self._step_seconds)
+            self._streams[key] = (Stream(sequence, self._policies[variant], clock=clock), clock)
+        stream, clock = self._streams[key]
+        if advance:
+            clock.tick()
+        return stream.read(frame, self._recognize)
+
+    def cpu_seconds(self) -> float:
+        return time.process_time()
+
+
+class ClientReads:
+    """Reads through ``Client`` over shared memory: a full read, and the service's stream read."""
+
+    label = "through Client over shared memory, frames in a slot, CPU time of the service"
+
+    def __init__(self, client: Any, service_pid: int) -> None:
+        self._client = client
+        self._stat = Path(f"/proc/{service_pid}/stat")
+
+    @contextlib.contextmanager
+    def frame(self, frame: np.ndarray) -> Iterator[np.ndarray]:
+        """The frame in a slot of the session, so each read sends it by reference."""
+        with self._client.frame(*frame.shape) as slot:
+            np.copyto(slot, frame)
+            yield slot
+
+    def full(self, frame: np.ndarray) -> list[TextLine]:
+        return list(self._client.ocr(frame).lines)
+
+    def step(self, sequence: str, variant: str, frame: np.ndarray, *, advance: bool = True) -> StreamStep:
+        result = self._client.ocr(frame, stream=f"{sequence}.{variant}")
+        return StreamStep(lines=list(result.lines), info=result.stream)
+
+    def cpu_seconds(self) -> float:
+        fields = self._stat.read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def replay(folder: Path, reads: Any, policies: dict[str, StreamPolicy], args: argparse.Namespace) -> dict[str, Any]:
     """Every step of one sequence: full read, each stream's read, agreement and scores."""
     scorer = load_scorer(folder)
     steps = json.loads((folder / "steps.json").read_text())["steps"]
-    clocks = {name: _StepClock(args.step_seconds) for name in policies}
-    streams = {name: Stream(folder.name, policy, clock=clocks[name]) for name, policy in policies.items()}
     rows: list[dict[str, Any]] = []
     scores: dict[str, list[dict[str, Any]]] = {"full": [], **{name: [] for name in policies}}
     for step in steps:
-        frame = np.asarray(Image.open(folder / step["frame"]).convert("RGB"))
-        frame.flags.writeable = False
+        picture = np.asarray(Image.open(folder / step["frame"]).convert("RGB"))
         truth = json.loads((folder / step["truth"]).read_text())
-        height, width = frame.shape[:2]
-        started, cpu = time.perf_counter(), time.process_time()
-        full = reading_order(recognize(frame, Roi(x=0, y=0, width=width, height=height)))
-        full_ms, full_cpu_ms = (time.perf_counter() - started) * 1e3, (time.process_time() - cpu) * 1e3
-        full_score = scorer.score(truth, as_boxes(full))
-        scores["full"].append(full_score)
-        row: dict[str, Any] = {
-            "step": step["frame"],
-            "action": step["action"],
-            "full_ms": full_ms,
-            "full_cpu_ms": full_cpu_ms,
-            "full_recall": full_score["recall"],
-            "full_precision": full_score["precision"],
-        }
-        for name, stream in streams.items():
-            clocks[name].tick()
-            started, cpu = time.perf_counter(), time.process_time()
-            result = stream.read(frame, recognize)
-            stream_ms, cpu_ms = (time.perf_counter() - started) * 1e3, (time.process_time() - cpu) * 1e3
-            info = result.info
-            score = scorer.score(truth, as_boxes(result.lines))
-            scores[name].append(score)
-            unchanged = []
-            for _ in range(args.repeats):
-                started = time.perf_counter()
-                again = stream.read(frame, recognize)
-                unchanged.append((time.perf_counter() - started) * 1e3)
-                assert again.info.changed_tiles == 0 and again.lines == result.lines
-            row[name] = {
-                "ms": stream_ms, "ratio": stream_ms / full_ms, "cpu_ms": cpu_ms, "cpu_ratio": cpu_ms / full_cpu_ms,
-                "f1_vs_full": word_f1(scorer, result.lines, full),
-                "recall": score["recall"], "precision": score["precision"], "keyframe": info.reason,
-                "changed": info.changed_tiles / info.tiles, "scroll": info.scroll, "rects": len(info.rects),
-                "rect_area": sum(r.width * r.height for r in info.rects) / (height * width),
-                "reused": info.reused_lines, "read": info.read_lines, "fingerprint_ms": info.fingerprint_ms,
-                "unchanged_ms": unchanged,
-            }  # fmt: skip
-        rows.append(row)
-        print(_step_line(folder.name, row, policies), flush=True)
+        with reads.frame(picture) as frame:
+            rows.append(_step(folder.name, step, frame, truth, scorer, reads, policies, scores, args))
+        print(_step_line(folder.name, rows[-1], policies), flush=True)
     totals = {name: scorer.aggregate(items) for name, items in scores.items()}
     return {"sequence": folder.name, "steps": rows, "recall": {n: t["recall"] for n, t in totals.items()},
             "precision": {n: t["precision"] for n, t in totals.items()}}  # fmt: skip
+
+
+def _step(
+    sequence: str,
+    step: dict[str, Any],
+    frame: np.ndarray,
+    truth: Any,
+    scorer: ModuleType,
+    reads: Any,
+    policies: dict[str, StreamPolicy],
+    scores: dict[str, list[dict[str, Any]]],
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """One step: the full read (the reference), then each stream variant's read and its unchanged re-reads."""
+    height, width = frame.shape[:2]
+    started, cpu = time.perf_counter(), reads.cpu_seconds()
+    full = reads.full(frame)
+    full_ms, full_cpu_ms = (time.perf_counter() - started) * 1e3, (reads.cpu_seconds() - cpu) * 1e3
+    full_score = scorer.score(truth, as_boxes(full))
+    scores["full"].append(full_score)
+    row: dict[str, Any] = {
+        "step": step["frame"],
+        "action": step["action"],
+        "full_ms": full_ms,
+        "full_cpu_ms": full_cpu_ms,
+        "full_recall": full_score["recall"],
+        "full_precision": full_score["precision"],
+    }
+    for name in policies:
+        started, cpu = time.perf_counter(), reads.cpu_seconds()
+        result = reads.step(sequence, name, frame)
+        stream_ms, cpu_ms = (time.perf_counter() - started) * 1e3, (reads.cpu_seconds() - cpu) * 1e3
+        info = result.info
+        score = scorer.score(truth, as_boxes(result.lines))
+        scores[name].append(score)
+        unchanged = []
+        for _ in range(args.repeats):
+            started = time.perf_counter()
+            again = reads.step(sequence, name, frame, advance=False)
+            unchanged.append((time.perf_counter() - started) * 1e3)
+            assert again.info.changed_tiles == 0 and again.lines == result.lines
+        row[name] = {
+            "ms": stream_ms, "ratio": stream_ms / full_ms, "cpu_ms": cpu_ms,
+            "cpu_ratio": cpu_ms / full_cpu_ms if full_cpu_ms else None,
+            "f1_vs_full": word_f1(scorer, result.lines, full),
+            "recall": score["recall"], "precision": score["precision"], "keyframe": info.reason,
+            "changed": info.changed_tiles / info.tiles, "scroll": info.scroll, "rects": len(info.rects),
+            "rect_area": sum(r.width * r.height for r in info.rects) / (height * width),
+            "reused": info.reused_lines, "read": info.read_lines, "fingerprint_ms": info.fingerprint_ms,
+            "unchanged_ms": unchanged,
+        }  # fmt: skip
+    return row
 
 
 def _step_line(sequence: str, row: dict[str, Any], policies: dict[str, StreamPolicy]) -> str:
@@ -219,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step-seconds", type=float, default=2.0, help="virtual time between frames")
     parser.add_argument("--keyframe-area", type=float, default=StreamPolicy().keyframe_area)
     parser.add_argument("--compare-no-scroll", action="store_true", help="also run a stream without scroll detection")
+    parser.add_argument("--in-process", action="store_true", help="call the engine here, not through Client")
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
     folders = sorted(path for path in args.sequences.glob("seq-*") if (path / "steps.json").is_file())
@@ -226,23 +307,45 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no seq-*/steps.json under {args.sequences}", file=sys.stderr)
         return 2
     options = dict(_option(text) for text in args.engine_option)
-    engine = create_engine(args.engine, **options)
-    engine.warm_up()
-    recognize = engine_reader(engine, PixelFormat.RGB)
     policies = {"stream": StreamPolicy(keyframe_area=args.keyframe_area)}
     if args.compare_no_scroll:
+        if not args.in_process:
+            parser.error("--compare-no-scroll needs --in-process (a service's streams all scroll)")
         policies["no-scroll"] = StreamPolicy(keyframe_area=args.keyframe_area, scroll=False)
-    print(f"engine {args.engine} {options or ''} called in-process (not through Client); load average "
-          f"{load_average()} at start", flush=True)  # fmt: skip
-    runs = [replay(folder, recognize, policies, args) for folder in folders]
+    with _reads(args, options, policies) as reads:
+        print(f"engine {args.engine} {options or ''} {reads.label}; load average {load_average()} at start",
+              flush=True)  # fmt: skip
+        runs = [replay(folder, reads, policies, args) for folder in folders]
     first_frames = [np.asarray(Image.open(next(iter(sorted(f.glob("*.png"))))).convert("RGB")) for f in folders]
     summary = summarise(runs, policies, _fingerprint_cost(first_frames))
-    engine.close()
     print(json.dumps(summary, indent=1))
     print(f"load average {load_average()} at end")
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "summary": summary, "load_average": load_average()}, indent=1))
     return 0
+
+
+@contextlib.contextmanager
+def _reads(args: argparse.Namespace, options: dict[str, Any], policies: dict[str, StreamPolicy]) -> Iterator[Any]:
+    """The reads of this run: the engine in-process, or a service of its own through ``Client``."""
+    if args.in_process:
+        engine = create_engine(args.engine, **options)
+        engine.warm_up()
+        try:
+            yield InProcessReads(engine, policies, args.step_seconds)
+        finally:
+            engine.close()
+        return
+    from ..client import Client
+    from .service import own_service
+
+    extra = ["--stream-keyframe-seconds", "0", "--stream-keyframe-area", str(args.keyframe_area)]
+    for key, value in options.items():
+        extra += ["--engine-option", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    with own_service(args.engine, regions=False, extra=extra) as service:
+        assert service.pid is not None
+        with Client(service.url, socket=service.socket_path, mode="shm") as client:
+            yield ClientReads(client, service.pid)
 
 
 def _option(text: str) -> tuple[str, Any]:
