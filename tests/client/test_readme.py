@@ -52,3 +52,26 @@ def test_quick_start_block_runs(index: int, service: RunningService, tmp_path: P
         assert run.stdout.count("shared_memory") == 2, run.stdout
     if index == 2:
         assert "shared_memory" in run.stdout, run.stdout
+
+
+def test_the_streams_block_runs(service: RunningService, tmp_path: Path) -> None:
+    """The "Screen streams" section's example, against a live service: the second frame is not a
+    keyframe and only the changed part was read."""
+    (code,) = readme_section_blocks("Screen streams")
+    run = subprocess.run(
+        [sys.executable, "-c", code.replace("http://127.0.0.1:8080", service.url)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SHMBRIDGE_SOCKET")},
+    )
+    assert run.returncode == 0, run.stderr
+    first = run.stdout.splitlines()[0]
+    assert first.startswith("False [Roi(") and "y=" in first, run.stdout
+
+
+def readme_section_blocks(title: str) -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)

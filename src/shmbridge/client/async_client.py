@@ -227,7 +227,7 @@ class AsyncClient(BaseClient):
         *,
         region: Roi | tuple[int, int, int, int] | None = None,
         display: str | None = None,
-        stream: str | None = None,
+        stream: str | None = "screen",
         frames: int | None = None,
         **option_fields: Any,
     ) -> AsyncIterator[WatchFrame]:

@@ -228,7 +228,7 @@ class Client(BaseClient):
         *,
         region: Roi | tuple[int, int, int, int] | None = None,
         display: str | None = None,
-        stream: str | None = None,
+        stream: str | None = "screen",
         frames: int | None = None,
         **option_fields: Any,
     ) -> Iterator[WatchFrame]:
@@ -237,8 +237,10 @@ class Client(BaseClient):
         An unchanged screen costs a capture and a digest of its pixels, no OCR: its step has
         ``changed=False``. Each step's ``added`` and ``removed`` are the lines that appeared and went since
         the previous step (the first step adds every line); ``result`` always describes the whole region.
-        ``frames`` bounds the number of steps (default: until the caller stops iterating). ``stream`` names
-        the sequence in each step; OCR options (``languages``, ``recognition_level``...) go to every read.
+        ``frames`` bounds the number of steps (default: until the caller stops iterating). Each read goes
+        through the screen stream ``stream``, so the service reads again only what changed and says which
+        lines came and went (``None``: every read is a full one, and the client diffs the lines itself).
+        OCR options (``languages``, ``recognition_level``...) go to every read.
         """
         watcher = Watcher(interval, stream, frames)
         while watcher.running:
