@@ -214,6 +214,9 @@ def test_watch_reports_a_new_line_and_is_quiet_while_the_screen_stands_still(
         change = _frames(out)[1]
         assert [line["text"] for line in change["added"]] == ["Shipment 9902 delayed"]
         assert change["removed"] == []
+        assert first["keyframe"] is True and first["stream"] == "screen"
+        assert change["keyframe"] is False  # the service's stream read only what changed
+        assert change["rects"] and all(rect["height"] < 200 for rect in change["rects"])
         box = change["added"][0]["box"]
         assert box["x"] < 60 and box["y"] > 40  # below the first two lines, at the left edge
     finally:

@@ -7,13 +7,16 @@ one run, in interleaved rounds:
 - ``capture_copy``: the same with the copying capture (core ``GetImage`` through the X socket);
 - ``mss``: ``mss`` grabbing the screen into a buffer of its own (the usual way, for reference);
 - ``unchanged, watch``: one ``client.watch`` step of a screen that did not change (capture + digest, no OCR);
-- ``unchanged, mss + ocr``: what a client without a change gate pays for the same frame: ``mss`` +
-  ``client.ocr(array)`` (a copy into a slot, then a full OCR);
-- ``changed, capture + ocr``: after a new line appears, ``client.capture()`` + ``client.ocr(capture)``;
+- ``unchanged, capture + stream``: ``client.capture()`` + ``client.ocr(capture, stream=...)`` of a screen
+  that did not change: the service finds no changed tile and reads nothing;
+- ``unchanged, mss + ocr``: what a client without streams or a change gate pays for the same frame: ``mss``
+  + ``client.ocr(array)`` (a copy into a slot, then a full OCR);
+- ``changed, capture + stream``: after a new line appears, ``client.capture()`` +
+  ``client.ocr(capture, stream=...)``: the service reads only what changed;
+- ``changed, capture + ocr``: the same change, ``client.capture()`` + a full ``client.ocr(capture)``;
 - ``changed, mss + ocr``: the same change, ``mss`` + ``client.ocr(array)``.
 
-The screen streams of the service (when they land) will make the changed rows cheaper; today every changed
-frame is a full OCR. Percentiles are nearest-rank (``stats.percentile``).
+Percentiles are nearest-rank (``stats.percentile``).
 """
 
 from __future__ import annotations
@@ -90,19 +93,24 @@ def main(argv: list[str] | None = None) -> int:
         def watch_step(watcher: Watcher) -> None:
             with client.capture(display=server.display) as shot:
                 if watcher.needs_ocr(shot):
-                    watcher.read(shot, client.ocr(shot))
+                    watcher.read(shot, client.ocr(shot, **watcher.options({})))
                 else:
                     watcher.unchanged(shot)
 
-        def capture_ocr() -> None:
+        def capture_ocr(**stream: object) -> None:
             with client.capture(display=server.display) as shot:
-                client.ocr(shot)
+                client.ocr(shot, **stream)
 
-        watcher = Watcher(0.0)
-        watch_step(watcher)  # the first read of the screen, untimed
+        def capture_stream() -> None:
+            capture_ocr(stream="bench")
+
+        watcher = Watcher(0.0, stream="watch")
+        watch_step(watcher)  # the first reads of the screen, untimed
+        capture_stream()
         for _ in range(args.rounds):
             for name, call in (("capture", capture_only), ("mss", mss_array),
-                               ("unchanged, watch", lambda: watch_step(watcher))):  # fmt: skip
+                               ("unchanged, watch", lambda: watch_step(watcher)),
+                               ("unchanged, capture + stream", capture_stream)):  # fmt: skip
                 samples.setdefault(name, []).append(_timed(call))
         os.environ[FORCE_COPY_ENV] = "1"
         with Client(handle.url, socket=handle.socket_path, mode="shm") as copying:
@@ -116,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                 _timed(lambda: client.ocr(mss_array(), pixel_format="bgra"))
             )
             copied_ocr = lambda: client.ocr(mss_array(), pixel_format="bgra")  # noqa: E731
-            for name, call in (("changed, capture + ocr", capture_ocr), ("changed, mss + ocr", copied_ocr)):
+            for name, call in (("changed, capture + stream", capture_stream), ("changed, capture + ocr", capture_ocr),
+                               ("changed, mss + ocr", copied_ocr)):  # fmt: skip
                 with text_file.open("a") as appended:
                     appended.write(f"new output {name} {n}: the screen changed\n")
                 time.sleep(0.3)  # the xterm draws it (untimed)
@@ -129,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:>24} {len(ordered):5d} {percentile(ordered, 0.5) * 1e3:10.2f} "
               f"{percentile(ordered, 0.99) * 1e3:10.2f}")  # fmt: skip
     for mine, theirs in (("capture", "mss"), ("unchanged, watch", "unchanged, mss + ocr"),
+                         ("unchanged, capture + stream", "unchanged, mss + ocr"),
+                         ("changed, capture + stream", "changed, mss + ocr"),
                          ("changed, capture + ocr", "changed, mss + ocr")):  # fmt: skip
         ratio = percentile(sorted(samples[mine]), 0.5) / percentile(sorted(samples[theirs]), 0.5)
         print(f"{mine} p50 is {ratio:.3f}x {theirs} p50")

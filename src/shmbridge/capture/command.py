@@ -60,6 +60,9 @@ def frame_json(step: WatchFrame) -> dict[str, Any]:
         "added": [line_json(line) for line in step.added],
         "removed": [line_json(line) for line in step.removed],
         "lines": len(result.lines),
+        # What the service's stream read for this frame (absent without a stream).
+        "keyframe": None if result.stream is None else result.stream.keyframe,
+        "rects": [] if result.stream is None else [rect.model_dump() for rect in result.stream.rects],
         "warnings": list(step.warnings),
     }
 
