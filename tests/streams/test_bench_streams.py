@@ -55,8 +55,8 @@ def test_the_benchmark_replays_a_sequence_and_scores_it(tmp_path: Path, flags: t
     folder = tmp_path / "seq-drawn"
     folder.mkdir()
     steps = [
-        _frame(folder, 0, WORDS[:4], "load"),
-        _frame(folder, 1, [WORDS[0], "Save changes now", *WORDS[2:4]], "type"),
+        _frame(folder, 0, WORDS[:8], "load"),
+        _frame(folder, 1, [WORDS[0], "Save changes now", *WORDS[2:8]], "type"),
     ]
     (folder / "steps.json").write_text(json.dumps({"steps": steps}))
     out = tmp_path / "report.json"

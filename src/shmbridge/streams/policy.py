@@ -37,6 +37,10 @@ class StreamPolicy:
     ignore_bits: int = DEFAULT_IGNORE_BITS
     #: Pixels added around each group of changed tiles, so the engine sees the text's surroundings.
     margin: int = 8
+    #: Each rectangle's edges move out, at most this far, to a quiet row or column (background: all its
+    #: values within ``quiet_tolerance`` of each other), so no line the cache lacks is cut in two.
+    quiet_reach: int = 48
+    quiet_tolerance: int = 24
     #: Rectangles closer than this many pixels up or down, or ``merge_gap_x`` sideways, are read as one.
     merge_gap: int = 16
     merge_gap_x: int = 96
@@ -58,6 +62,8 @@ class StreamPolicy:
             raise ValueError(f"tile must be a multiple of 8 from 8 to 256, not {self.tile}")
         if not 0 <= self.ignore_bits <= 6:
             raise ValueError(f"ignore_bits is 0 to 6, not {self.ignore_bits}")
+        if self.quiet_reach < 0 or not 0 <= self.quiet_tolerance <= 255:
+            raise ValueError("quiet_reach cannot be negative, and quiet_tolerance is 0 to 255")
         if self.margin < 0 or self.merge_gap < 0 or self.merge_gap_x < 0:
             raise ValueError("margin and merge_gap cannot be negative")
         if self.max_rects < 1 or self.cover_rounds < 1 or self.edge_rounds < 0:

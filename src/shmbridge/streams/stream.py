@@ -21,6 +21,7 @@ import numpy as np
 
 from ..engines.results import reading_order
 from ..models import Roi, StreamInfo, TextLine
+from .edges import quiet_edges
 from .fingerprint import Fingerprints, changed_rows, changed_tiles, fingerprint
 from .lines import difference, unique
 from .policy import FrameKey, KeyframeReason, StreamPolicy, keyframe_reason
@@ -137,6 +138,8 @@ class Stream:
                     dirty = (changed & ~shift.matches) | moved.dirty
                     reference, known = shift.rows_after, shift.rows_known
             rects, settled = self._rects(dirty, reference, known, current, carried)
+            if settled and rects:
+                rects, settled = self._to_quiet_edges(frame, rects, carried)
             if not settled:
                 reason = KeyframeReason.UNSETTLED
             elif sum(rect.area for rect in rects) > policy.keyframe_area * height * width:
@@ -201,6 +204,23 @@ class Stream:
         if not groups:
             return [], True
         return self._cover(groups, lines, height, width)
+
+    def _to_quiet_edges(
+        self, frame: np.ndarray, rects: list[Rect], lines: Sequence[TextLine]
+    ) -> tuple[list[Rect], bool]:
+        """Move each rectangle's edges out to background (``edges.quiet_edges``), then grow over the
+        cached lines that reaches; two rounds at most, as growing may cross text again."""
+        policy = self.policy
+        height, width = frame.shape[0], frame.shape[1]
+        for _ in range(2):
+            moved = [quiet_edges(frame, rect, reach=policy.quiet_reach, tolerance=policy.quiet_tolerance)
+                     for rect in rects]  # fmt: skip
+            if moved == rects:
+                break
+            rects, settled = self._cover(moved, lines, height, width)
+            if not settled:
+                return rects, False
+        return rects, True
 
     def _cover(self, rects: list[Rect], lines: Sequence[TextLine], height: int, width: int) -> tuple[list[Rect], bool]:
         """``cover_lines`` with this stream's policy over the boxes of ``lines``."""
