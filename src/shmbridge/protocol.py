@@ -14,8 +14,9 @@ followed by optional UTF-8 JSON options. Every other body is UTF-8 JSON (orjson)
 
 Events are frozen dataclasses, except the two that cross on every request (OCR_REQUEST and RESULT) and
 the raw frame: those are ``NamedTuple`` s, which are as immutable and build as one tuple, where a frozen
-dataclass's ``__init__`` runs ``object.__setattr__`` once per field (measured: decoding an OCR_REQUEST went
-from 6.9 to 2.2 µs, with a dict lookup instead of a ``FrameType(...)`` call).
+dataclass's ``__init__`` runs ``object.__setattr__`` once per field (decoding an OCR_REQUEST took a third
+of the time after the change, with a dict lookup instead of a ``FrameType(...)`` call; docs/benchmarks.md,
+"Figures behind the code's choices").
 """
 
 from __future__ import annotations
@@ -298,7 +299,7 @@ class FrameDecoder:
 
     def next_plain_ocr_request(self) -> OcrRequest | None:
         """The hot path of a session: if the next frame is a whole, valid OCR_REQUEST without options,
-        take it with one ``unpack`` (0.8 µs against 2.2 µs for ``next_frame`` + ``decode_event``, measured).
+        take it with one ``unpack`` (a third of the time of ``next_frame`` + ``decode_event``; docs/benchmarks.md).
         Anything else, every error included, returns ``None`` and leaves the bytes to ``next_frame``."""
         buffer = self._buffer
         if len(buffer) < _OCR_FRAME.size:

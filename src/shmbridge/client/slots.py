@@ -174,8 +174,8 @@ class SessionState:
         """A free slot of the smallest class that fits ``nbytes``, or ``None``.
 
         Last in, first out: the slot given back most recently is still in the caches (a 1080p frame is
-        6.2 MB; rotating through four slots is 25 MB, as big as this machine's L3), so a caller that copies
-        a frame in on every request writes warm pages instead of cold ones."""
+        6.2 MB, and rotating through four slots touches four times that, as much as a server's L3 holds),
+        so a caller that copies a frame in on every request writes warm pages instead of cold ones."""
         wanted = size_class(nbytes)
         for slot_size in sorted(self.free):
             if slot_size >= wanted and self.free[slot_size]:

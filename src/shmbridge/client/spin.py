@@ -1,21 +1,21 @@
 """How long a waiting client polls its socket before it sleeps: an adaptive window, no I/O here.
 
-A blocked reader costs two wake-ups per round trip, and on a virtual machine each can be a VM exit. On
-this project's 2-vCPU KVM machine the guest's own idle polling is off (``guest_halt_poll_ns`` = 0), so
-every idle vCPU halts at once: a 1080p in-place round trip measured 185-203 µs p50 with the reader
-blocking, 127-150 µs when it polled first (up to 200 µs, the same minutes), and 48-59 µs with the
-kernel's halt polling turned on instead, for comparison (ARCHITECTURE.md, decision 10).
+A blocked reader costs two wake-ups per round trip, and on a virtual machine each can be a VM exit. Where
+the guest's own idle polling is off (``guest_halt_poll_ns`` = 0), every idle vCPU halts at once, and
+polling before sleeping takes a good part of the round trip away (ARCHITECTURE.md, decision 10; the
+figures are in docs/benchmarks.md, "Figures behind the code's choices").
 
 Polling pays only when the reply comes soon, so the window follows the rule of the kernel's haltpoll
 governor: a reply that came within the limit grows the window (doubling, from ``GROW_START``), one that
 came later shrinks it (halving, to 0 below ``GROW_START``). A client of a slow engine (OCR taking
-100 ms) stops polling after a few requests; a client of a fast one polls at most ``limit`` per request.
+a tenth of a second) stops polling after a few requests; a client of a fast one polls at most ``limit`` per request.
 """
 
 from __future__ import annotations
 
-#: Default polling limit per wait, in seconds: the kernel's own default for ``guest_halt_poll_ns``. With
-#: 100 µs the window closed itself here, since a round trip of 150 µs counts as a miss.
+#: Default polling limit per wait, in seconds: the kernel's own default for ``guest_halt_poll_ns``. Half
+#: of it was too short: a blocking round trip is longer than that, so every reply counted as a miss and
+#: the window closed itself.
 DEFAULT_SPIN = 200e-6
 GROW_START = 10e-6
 

@@ -7,8 +7,8 @@ pixels it wrote, and equality means the service read exactly those bytes. Two mo
 - ``sampled`` (default): CRC-32 over a grid of at most 16×16 pixels (every
   ``height // 16``-th row and ``width // 16``-th column from the top-left), so its
   cost does not grow with the frame and a benchmark sees the transport, not the engine.
-  Each grid point is a cache line the service must fetch from the client's core: 32×32 points cost
-  about 5 µs hot and 20 µs measured live on the shared-memory path, 16×16 about 1.4 µs hot.
+  Each grid point is a cache line the service must fetch from the client's core, so the grid is kept
+  small (16×16 costs a quarter of 32×32; docs/benchmarks.md, "Figures behind the code's choices").
 
 ``delay_ms`` makes it sleep, which turns it into a blocking engine run in the thread pool: tests use it
 to have a request genuinely in flight.

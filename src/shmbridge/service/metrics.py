@@ -5,11 +5,12 @@ one process without clashing. The JSON view adds p50/p95/p99 from a bounded wind
 which Prometheus histograms cannot give exactly.
 
 Per-request figures (request counts, bytes, latency histograms, fallbacks) are plain integers and lists
-that ``observe`` bumps in about a microsecond; a custom collector turns them into Prometheus families only when
-``/metrics`` is scraped. ``prometheus_client``'s own Counter and Histogram cost several microseconds per
-call each (locks, a Python loop over the buckets), which on the shared-memory path was a sizeable part of
-the whole round trip. ``observe`` runs on the event loop and on session threads, so it takes one
-uncontended lock (about 0.1 µs); readers copy the request counts before they walk them. Gauges that
+that ``observe`` bumps; a custom collector turns them into Prometheus families only when ``/metrics`` is
+scraped. ``prometheus_client``'s own Counter and Histogram cost several times as much per call (locks, a
+Python loop over the buckets), which on the shared-memory path was a sizeable part of the whole round
+trip (docs/benchmarks.md, "Figures behind the code's choices"). ``observe`` runs on the event loop and on
+session threads, so it takes one uncontended lock; readers copy the request counts before they walk
+them. Gauges that
 change rarely stay ``prometheus_client`` objects.
 
 ``shmbridge_request_seconds`` is labelled by mode and outcome (``ok`` or the error code in lower case) and

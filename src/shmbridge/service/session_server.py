@@ -3,9 +3,9 @@
 The listener runs on the service's asyncio loop; each accepted connection gets a ``Session`` served by its
 own thread, which reads with a plain blocking ``recv`` and answers non-blocking engines (null) right there.
 Why a thread and not an ``asyncio.Protocol``: a request is a 20-byte header and a small struct, and what it
-costs is wake-ups and interpreter work, not bytes. Measured on this 2-vCPU machine (ARCHITECTURE.md,
-decision 3), the selector loop's own round (epoll, handles, callbacks) cost as much again as the whole
-blocking-socket ping-pong. A session's pixels never cross the socket. What this module guarantees:
+costs is wake-ups and interpreter work, not bytes, and the selector loop's own round (epoll, handles,
+callbacks) cost as much again as the whole blocking-socket ping-pong (ARCHITECTURE.md, decision 3). A
+session's pixels never cross the socket. What this module guarantees:
 
 - the socket's directory is 0770 or stricter, and each peer's uid/gid is checked before anything else;
 - a connection must deliver its whole HELLO within ``request_timeout`` of being accepted (a deadline, not
