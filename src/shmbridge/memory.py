@@ -38,7 +38,6 @@ import mmap
 import os
 import sys
 import threading
-from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -197,9 +196,7 @@ class Segment:
         check_image_bounds(self.slot_count, self.slot_size, slot, offset, height, width, channels, pitch)
         start = slot * self.slot_size + offset
         shape: tuple[int, ...] = (height, width) if channels == 1 else (height, width, channels)
-        strides: tuple[int, ...] = (pitch, channels) if channels == 1 else (pitch, channels, 1)
-        if channels == 1:
-            strides = (pitch, 1)
+        strides: tuple[int, ...] = (pitch, 1) if channels == 1 else (pitch, channels, 1)
         return np.ndarray(shape, dtype=np.uint8, buffer=self._buffer, offset=start, strides=strides)
 
     def close(self) -> None:
@@ -297,11 +294,6 @@ class MemoryBudget:
             self.used_bytes -= nbytes
 
 
-@dataclass(slots=True)
-class _SlotState:
-    lent: set[int]
-
-
 class DescriptorCounter(Protocol):
     """What a session's memory needs of the service's fd budget (``service.fd_budget.FdBudget``)."""
 
@@ -346,7 +338,6 @@ class SessionMemory:
         self._lent: dict[int, set[int]] = {}
         self.used_bytes = 0
         self._next_id = 1
-        self._busy_views = 0
 
     def allocate(self, frame_bytes: int, slot_count: int) -> Segment:
         """A new segment of ``slot_count`` slots big enough for ``frame_bytes`` each."""

@@ -44,6 +44,7 @@ import numpy as np
 from ..client.session import SessionClient
 from ..models import low_latency_mode
 from ..service.wakeups import OFF_STATUS
+from ..stats import percentile as nearest_rank
 from . import service
 from .iceoryx import IceoryxClient, iceoryx_helper, unavailable_reason
 
@@ -71,8 +72,8 @@ def mode_line(handle: service.ServiceHandle | None) -> str:
 
 
 def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+    """The project's nearest-rank percentile (``shmbridge.stats``) of unsorted samples."""
+    return nearest_rank(sorted(values), q)
 
 
 IN_PLACE = "in-place"

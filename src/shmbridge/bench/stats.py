@@ -14,19 +14,11 @@ Definitions, as the report states them:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..stats import percentile as percentile  # the benchmarks' import of the one definition
 from .images import Size
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted values (q in 0..1)."""
-    if not ordered:
-        raise ValueError("no samples")
-    rank = max(1, math.ceil(q * len(ordered)))
-    return ordered[min(len(ordered), rank) - 1]
 
 
 @dataclass

@@ -43,7 +43,6 @@ OCR_PATH = "/api/v1/ocr"
 TOKEN_ENV = "SHMBRIDGE_API_TOKEN"
 INFO_PATH = "/api/v1/bridge/info"
 HEALTH_PATH = "/health"
-METRICS_PATH = "/metrics"
 ENHANCED_METRICS_PATH = "/metrics/enhanced"
 STREAMS_PATH = "/api/v1/streams"
 FALLBACK_HEADER = "X-Shmbridge-Fallback"
@@ -208,9 +207,6 @@ class HttpTransport:
     def get_json(self, path: str, *, accept: tuple[int, ...] = (200,), timeout: float | None = None) -> dict[str, Any]:
         return parse_json(self.send("GET", path, timeout or self.timeouts.request, accept=accept))
 
-    def get_text(self, path: str, *, timeout: float | None = None) -> str:
-        return self.send("GET", path, timeout or self.timeouts.request).text
-
     def send(self, method: str, path: str, budget: float, *, accept: tuple[int, ...] = (200,),
              idempotent: bool = True, **kwargs: Any) -> httpx.Response:  # fmt: skip
         """One request within ``budget`` seconds, retried only if ``idempotent`` (OCR and GETs are)."""
@@ -258,9 +254,6 @@ class AsyncHttpTransport:
         self, path: str, *, accept: tuple[int, ...] = (200,), timeout: float | None = None
     ) -> dict[str, Any]:
         return parse_json(await self.send("GET", path, timeout or self.timeouts.request, accept=accept))
-
-    async def get_text(self, path: str, *, timeout: float | None = None) -> str:
-        return (await self.send("GET", path, timeout or self.timeouts.request)).text
 
     async def send(self, method: str, path: str, budget: float, *, accept: tuple[int, ...] = (200,),
                    idempotent: bool = True, **kwargs: Any) -> httpx.Response:  # fmt: skip

@@ -40,6 +40,8 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ..stats import percentile
+
 if TYPE_CHECKING:
     from ..models import StreamInfo
 
@@ -65,10 +67,8 @@ def percentiles(ordered: list[float]) -> dict[str, float | int]:
     if not ordered:
         return {"count": 0}
 
-    def pick(q: float) -> float:
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-    return {"count": len(ordered), "p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99)}
+    pick = percentile
+    return {"count": len(ordered), "p50": pick(ordered, 0.50), "p95": pick(ordered, 0.95), "p99": pick(ordered, 0.99)}
 
 
 class _Histogram:
