@@ -16,7 +16,7 @@ from shmbridge.bench.iceoryx import unavailable_reason
 from shmbridge.service.wakeups import CPU_DMA_LATENCY, polling_state_missing
 
 SIZES = ("64x64", "1920x1080", "3840x2160")
-PATHS = ("in-place", "copied-in", "copied-warm", "copied-hot")
+PATHS = ("in-place", "client", "copied-in", "copied-warm", "copied-hot", "copy-in", "copy-warm", "copy-hot")
 ROW = re.compile(r"^\s*(\S+)\s+(\S+)\s+([\d.]+)\s+([\d.]+)$")
 
 
@@ -47,6 +47,10 @@ def test_every_size_and_path_is_measured_with_the_reference_where_it_can_run() -
     expected = PATHS if unavailable_reason() else (*PATHS, "iceoryx2")
     assert set(rows) == {(size, path) for size in SIZES for path in expected}, lines
     assert all(p50 > 0 and p99 >= p50 for p50, p99 in rows.values())
+    shells = [line for line in lines if "(Client.ocr against SessionClient.submit)" in line]
+    assert [line.split(":")[0] for line in shells] == list(SIZES), lines
+    floors = [line for line in lines if "copied p50 against the bare copy's in the same cache state" in line]
+    assert [line.split(":")[0] for line in floors] == list(SIZES), lines
     if unavailable_reason():
         assert any(line.startswith("no iceoryx2 reference row: ") for line in lines), lines
     else:

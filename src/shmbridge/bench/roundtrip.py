@@ -7,6 +7,12 @@ sizes' copies, a stream of copies of one size. Within each phase the sizes take 
 or block by block) so drift in the machine's speed hits every cell alike. Prints p50 and p99 in
 microseconds.
 
+In the in-place blocks a ``client`` row times the high-level ``Client.ocr(frame)`` of a frame in a slot
+beside the low-level ``SessionClient.submit`` (``in-place``): what the shell adds. Each copied row has a
+floor row, the bare ``np.copyto`` into the slot with no round trip, in the same cache state (``copy-in``,
+``copy-warm``, ``copy-hot``); the copied rows are printed as a ratio to it, since no copy beats the
+machine's memcpy.
+
 The copy is timed three times, because at 1080p and above it costs what the memory system costs, and
 that depends on where the bytes are:
 
@@ -77,7 +83,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 IN_PLACE = "in-place"
+#: ``Client.ocr(frame)`` of a frame in a slot: the high-level client over the same kind of session.
+CLIENT = "client"
 COPIED = ("copied-in", "copied-warm", "copied-hot")
+#: The bare copy alone (``np.copyto`` into the slot, no round trip), in the cache state of each copied row.
+FLOORS = {"copied-in": "copy-in", "copied-warm": "copy-warm", "copied-hot": "copy-hot"}
 REFERENCE = "iceoryx2"
 BLOCK = 50  # rounds one loop runs before the next one takes its turn (in place vs reference, stream sizes)
 
@@ -95,8 +105,11 @@ def measure(socket_path: Path, rounds: int, warmup: int, reference: IceoryxClien
     pushes both processes' interpreter state out of the caches and would charge the copy's cost to the
     next in-place request; the copy rows carry it.
     """
+    from ..client import Client
+
     rng = np.random.default_rng(0)
-    with SessionClient(socket_path, timeout=30) as session:
+    high_level = Client(socket=socket_path, mode="shm", timeout=30)
+    with SessionClient(socket_path, timeout=30) as session, high_level:
         leases = {}
         sources = {}
         for name, (h, w) in SIZES.items():
@@ -104,8 +117,13 @@ def measure(socket_path: Path, rounds: int, warmup: int, reference: IceoryxClien
             frame = leases[name].frame(h, w, 3)
             frame[:] = rng.integers(0, 256, frame.shape, dtype=np.uint8)
             sources[name] = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        frames = {}
+        with contextlib.ExitStack() as slots:
+            for name, (h, w) in SIZES.items():
+                frames[name] = slots.enter_context(high_level.frame(h, w, 3))
+                frames[name][:] = rng.integers(0, 256, frames[name].shape, dtype=np.uint8)
+            samples = _in_place(session, leases, rounds, warmup, reference, high_level, frames)
         try:
-            samples = _in_place(session, leases, rounds, warmup, reference)
             samples.update(_copied(session, leases, sources, rounds, warmup))
             samples.update(_streamed(session, leases, sources, rounds, warmup))
         finally:
@@ -115,15 +133,25 @@ def measure(socket_path: Path, rounds: int, warmup: int, reference: IceoryxClien
 
 
 def _in_place(
-    session: SessionClient, leases: dict[str, Any], rounds: int, warmup: int, reference: IceoryxClient | None
+    session: SessionClient,
+    leases: dict[str, Any],
+    rounds: int,
+    warmup: int,
+    reference: IceoryxClient | None,
+    client: Any,
+    frames: dict[str, np.ndarray],
 ) -> Samples:
-    """In-place round trips, and the reference's in blocks of ``BLOCK`` rounds taking turns with them: each
-    runs its own loop, as it would in use, and both see the same minutes of the machine."""
+    """In-place round trips of the low-level session and of ``Client.ocr``, and the reference's, in
+    blocks of ``BLOCK`` rounds taking turns: each runs its own loop, as it would in use, and all see the
+    same minutes of the machine."""
 
     def shmbridge_round() -> list[tuple[tuple[str, str], float]]:
         return [((name, IN_PLACE), _timed(session.submit, leases[name])) for name in SIZES]
 
-    turns: list[Round] = [shmbridge_round]
+    def client_round() -> list[tuple[tuple[str, str], float]]:
+        return [((name, CLIENT), _timed(client.ocr, frames[name])) for name in SIZES]
+
+    turns: list[Round] = [shmbridge_round, client_round]
     if reference is not None:
         round_trip = reference.round_trip
         turns.append(lambda: [((name, REFERENCE), _timed(round_trip, h, w)) for name, (h, w) in SIZES.items()])
@@ -137,7 +165,7 @@ def _copied(
     every size, then ``copied-warm`` for every size. So between a size's ``copied-in`` and its
     ``copied-warm`` the other sizes' copies ran (at least 24 MB at 4K, plus 6 MB of 1080p), which pushes
     that size's slot out of the caches again while its source is read back in just before."""
-    samples: Samples = {(name, path): [] for name in SIZES for path in COPIED[:2]}
+    samples: Samples = {(name, path): [] for name in SIZES for path in (*COPIED[:2], *list(FLOORS.values())[:2])}
     for index in range(warmup + rounds):
         timings: dict[tuple[str, str], float] = {}
         for name in SIZES:  # the copy a caller without a frame pays
@@ -145,6 +173,11 @@ def _copied(
         for name in SIZES:
             sources[name].max()  # the caller just produced this frame: it is in the caches
             timings[(name, "copied-warm")] = _copy_and_submit(session, leases[name], sources[name])
+        for name in SIZES:  # the floors: the same two passes, the copy alone
+            timings[(name, FLOORS["copied-in"])] = _timed(np.copyto, leases[name].array, sources[name])
+        for name in SIZES:
+            sources[name].max()
+            timings[(name, FLOORS["copied-warm"])] = _timed(np.copyto, leases[name].array, sources[name])
         if index >= warmup:
             for key, seconds in timings.items():
                 samples[key].append(seconds)
@@ -164,7 +197,14 @@ def _streamed(
 
         return one_frame
 
-    return _in_turns([stream_of(name) for name in SIZES], rounds, warmup)
+    def floor_of(name: str) -> Round:
+        def one_copy() -> list[tuple[tuple[str, str], float]]:
+            sources[name].max()
+            return [((name, FLOORS["copied-hot"]), _timed(np.copyto, leases[name].array, sources[name]))]
+
+        return one_copy
+
+    return _in_turns([make(name) for name in SIZES for make in (stream_of, floor_of)], rounds, warmup)
 
 
 def _in_turns(turns: list[Round], rounds: int, warmup: int) -> Samples:
@@ -231,10 +271,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no {REFERENCE} reference row: {missing}")
     print(f"{'frame':>10} {'path':>11} {'p50 µs':>9} {'p99 µs':>9}")
     for name in SIZES:
-        for path in (IN_PLACE, REFERENCE, *COPIED):
+        for path in (IN_PLACE, CLIENT, REFERENCE, *COPIED, *FLOORS.values()):
             if values := samples.get((name, path)):
                 p50, p99 = percentile(values, 0.5) * 1e6, percentile(values, 0.99) * 1e6
                 print(f"{name:>10} {path:>11} {p50:9.1f} {p99:9.1f}")
+    for name in SIZES:
+        extra = (percentile(samples[(name, CLIENT)], 0.5) - percentile(samples[(name, IN_PLACE)], 0.5)) * 1e6
+        print(f"{name}: {CLIENT} p50 is {IN_PLACE} p50 + {extra:.1f} µs (Client.ocr against SessionClient.submit)")
+    for name in SIZES:
+        floors = ", ".join(
+            f"{copied} {percentile(samples[(name, copied)], 0.5) / percentile(samples[(name, floor)], 0.5):.2f}x"
+            for copied, floor in FLOORS.items()
+        )
+        print(f"{name}: copied p50 against the bare copy's in the same cache state: {floors}")
     for name in SIZES:
         if (name, REFERENCE) in samples:
             ratio = percentile(samples[(name, IN_PLACE)], 0.5) / percentile(samples[(name, REFERENCE)], 0.5)
