@@ -45,6 +45,10 @@ class Fingerprints:
         return int(self.tiles.shape[0]), int(self.tiles.shape[1])
 
 
+#: Rows fingerprinted per pass: a band of a 1080p frame's rows (under a MB) fits in L2 with room to spare.
+_BAND = 128
+
+
 def fingerprint(view: np.ndarray, tile: int = DEFAULT_TILE, ignore_bits: int = DEFAULT_IGNORE_BITS) -> Fingerprints:
     """Fingerprint ``view`` (H×W or H×W×C uint8) by ``tile``×``tile`` tiles.
 
@@ -70,11 +74,7 @@ def fingerprint(view: np.ndarray, tile: int = DEFAULT_TILE, ignore_bits: int = D
         main = flat[:, : full * tile_bytes]
         if tile_bytes % _WORD == 0 and main.strides[0] % _WORD == 0 and main.ctypes.data % _WORD == 0:
             main = main.view(np.uint64)  # eight bytes per operation, still a view
-        main = _masked(main, ignore_bits)
-        per_tile = main.shape[1] // full
-        weights = _weights(per_tile)
-        # einsum multiplies and sums in one pass without materialising the products (uint64, wrapping).
-        parts.append(np.einsum("yck,k->yc", main.reshape(height, full, per_tile), weights, dtype=np.uint64))
+        parts.append(_weighted_rows(main, full, ignore_bits))
     if width % tile:
         tail = _masked(flat[:, full * tile_bytes :], ignore_bits)
         parts.append(np.einsum("yk,k->y", tail, _weights(tail.shape[1]), dtype=np.uint64)[:, None])
@@ -82,13 +82,32 @@ def fingerprint(view: np.ndarray, tile: int = DEFAULT_TILE, ignore_bits: int = D
     return Fingerprints(tiles=_tiles_from_rows(rows, tile), rows=rows, shape=(height, width, channels), tile=tile)
 
 
-def _masked(pixels: np.ndarray, ignore_bits: int) -> np.ndarray:
+def _weighted_rows(main: np.ndarray, full: int, ignore_bits: int) -> np.ndarray:
+    """Each row's weighted sum per tile column, over bands of ``_BAND`` rows: a band's masked copy stays
+    in the caches between the mask and the sum, where a whole frame's would go out to memory and back.
+    einsum multiplies and sums in one pass without materialising the products (uint64, wrapping)."""
+    height = main.shape[0]
+    per_tile = main.shape[1] // full
+    weights = _weights(per_tile)
+    out = np.empty((height, full), np.uint64)
+    scratch = np.empty((min(_BAND, height), main.shape[1]), main.dtype) if ignore_bits else None
+    for top in range(0, height, _BAND):
+        band = main[top : top + _BAND]
+        if scratch is not None:
+            band = _masked(band, ignore_bits, out=scratch[: band.shape[0]])
+        out[top : top + band.shape[0]] = np.einsum(
+            "yck,k->yc", band.reshape(band.shape[0], full, per_tile), weights, dtype=np.uint64
+        )
+    return out
+
+
+def _masked(pixels: np.ndarray, ignore_bits: int, out: np.ndarray | None = None) -> np.ndarray:
     """``pixels`` with the low bits of every byte cleared (a temporary array, dropped after the pass)."""
     if not ignore_bits:
         return pixels
     byte_mask = (0xFF << ignore_bits) & 0xFF
     mask = int.from_bytes(bytes([byte_mask]) * pixels.dtype.itemsize, "little")
-    return pixels & pixels.dtype.type(mask)
+    return np.bitwise_and(pixels, pixels.dtype.type(mask), out=out)
 
 
 def _tiles_from_rows(rows: np.ndarray, tile: int) -> np.ndarray:

@@ -149,8 +149,8 @@ class Stream:
             read = reading_order(reader.read(rects[0]))
             kept, replaced = [], self._lines
         else:
-            rects, read = self._read_rects(reader, rects, carried, height, width)
-            kept, replaced = _split(carried, rects)
+            rects, read = self._read_rects(reader, rects, carried, height, width) if rects else ([], [])
+            kept, replaced = _split(carried, rects) if rects else (list(carried), [])
             replaced = replaced + gone
         if reason is None and not rects and not gone and not shift_rows:
             lines = self._lines  # nothing changed: already unique and in reading order
