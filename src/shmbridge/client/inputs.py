@@ -93,18 +93,26 @@ class FrameRegistry:
 
     def __init__(self) -> None:
         self._leases: dict[int, SlotLease] = {}
+        self._by_array: dict[int, SlotLease] = {}  # id of the very array ``frame()`` yielded -> its lease
         self._lock = threading.Lock()
 
     def add(self, lease: SlotLease) -> None:
         with self._lock:
             self._leases[id(lease)] = lease
+            self._by_array[id(lease.array)] = lease
 
     def remove(self, lease: SlotLease) -> None:
         with self._lock:
             self._leases.pop(id(lease), None)
+            for key in [key for key, held in self._by_array.items() if held is lease]:
+                del self._by_array[key]  # by value: a released lease's ``array`` is gone already
 
     def find(self, array: np.ndarray) -> SlotLease | None:
-        """The lease whose slot holds ``array``'s first byte, if any."""
+        """The lease whose slot holds ``array``'s first byte, if any. The array ``frame()`` yielded is
+        found by identity (``is`` guards against a reused id); a crop or other view by its address."""
+        lease = self._by_array.get(id(array))
+        if lease is not None and lease.array is array:
+            return lease
         start = array.__array_interface__["data"][0]
         with self._lock:
             for lease in self._leases.values():
