@@ -22,7 +22,7 @@ import numpy as np
 from .. import protocol as p
 from ..errors import ErrorCode, ProtocolError, UsageError, error_from_code
 from ..memory import Segment, size_class
-from ..models import OcrOptions, OcrResult, PixelFormat
+from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat
 
 #: Results are small, but a page of dense text with boxes can reach a few hundred KiB.
 MAX_REPLY_BODY = 64 * 1024 * 1024
@@ -128,7 +128,7 @@ class SessionState:
             raise UsageError("pixels within a row must be packed; only the row pitch may vary")
         roi = None
         extra: dict[str, Any] = {}
-        if options is not None:
+        if options is not None and options is not DEFAULT_OPTIONS:  # the defaults travel as no options at all
             extra = options.model_dump(exclude_defaults=True, exclude={"roi"}, mode="json")
             if options.roi is not None:
                 r = options.roi
