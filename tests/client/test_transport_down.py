@@ -56,6 +56,20 @@ async def _async_outcome(call: Any) -> str:
     return "ok"
 
 
+def _shared_calls(client: Client | AsyncClient) -> dict[str, Any]:
+    """The calls both twins make the same way (the async ones return coroutines to await)."""
+    return {
+        "ocr": lambda: client.ocr(_frame()),
+        "ocr_batch": lambda: client.ocr_batch([_frame(), _frame()]),
+        "detect_text": lambda: client.detect_text(_frame()),
+        "close_stream": lambda: client.close_stream("down"),
+        "info": client.info,
+        "health": client.health,
+        "metrics": client.metrics,
+        "diagnose": client.diagnose,
+    }
+
+
 def _sync_calls(client: Client) -> dict[str, Any]:
     def frame() -> None:
         with client.frame(48, 64, 3) as array:
@@ -67,18 +81,7 @@ def _sync_calls(client: Client) -> dict[str, Any]:
             frames.ocr(_frame())
             frames.ocr(_frame())
 
-    return {
-        "ocr": lambda: client.ocr(_frame()),
-        "ocr_batch": lambda: client.ocr_batch([_frame(), _frame()]),
-        "detect_text": lambda: client.detect_text(_frame()),
-        "frame": frame,
-        "stream": stream,
-        "close_stream": lambda: client.close_stream("down"),
-        "info": client.info,
-        "health": client.health,
-        "metrics": client.metrics,
-        "diagnose": client.diagnose,
-    }
+    return {**_shared_calls(client), "frame": frame, "stream": stream}
 
 
 def _async_calls(client: AsyncClient) -> dict[str, Any]:
@@ -92,18 +95,7 @@ def _async_calls(client: AsyncClient) -> dict[str, Any]:
             await frames.ocr(_frame())
             await frames.ocr(_frame())
 
-    return {
-        "ocr": lambda: client.ocr(_frame()),
-        "ocr_batch": lambda: client.ocr_batch([_frame(), _frame()]),
-        "detect_text": lambda: client.detect_text(_frame()),
-        "frame": frame,
-        "stream": stream,
-        "close_stream": lambda: client.close_stream("down"),
-        "info": client.info,
-        "health": client.health,
-        "metrics": client.metrics,
-        "diagnose": client.diagnose,
-    }
+    return {**_shared_calls(client), "frame": frame, "stream": stream}
 
 
 #: With HTTP down: everything that OCRs goes over the session, ``info`` comes from the WELCOME, and

@@ -80,14 +80,13 @@ class StreamReads:
         assert options.stream is not None
         started = time.perf_counter()
         outputs: list[EngineOutput] = []
-        reading = options.reading.model_copy(update={"roi": None}) if options.roi else options.reading
 
         def one_rectangle(native: np.ndarray, fmt: PixelFormat, opts: OcrOptions) -> EngineOutput:
             output, _seconds = pool.run_sync(native, fmt, opts)
             outputs.append(output)
             return output
 
-        recognize = engine_reader(pool, pixel_format, reading, run=one_rectangle)
+        recognize = engine_reader(pool, pixel_format, options.reading, run=one_rectangle)
         step = self.registry.read(
             owner,
             options.stream,
