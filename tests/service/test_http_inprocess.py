@@ -18,8 +18,8 @@ from shmbridge.config import ServiceConfig
 from shmbridge.errors import FrameTooLarge, InvalidRequest
 from shmbridge.memory import MemoryBudget
 from shmbridge.service.core import ServiceCore
-from shmbridge.service.http_app import create_app
-from shmbridge.service.http_images import decode_base64, parse_shape, raw_view
+from shmbridge.service.http.app import create_app
+from shmbridge.service.http.images import decode_base64, parse_shape, raw_view
 
 Session = Callable[[httpx.AsyncClient], Awaitable[None]]
 

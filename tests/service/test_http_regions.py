@@ -230,7 +230,7 @@ def test_region_pixels_are_a_read_only_view() -> None:
     """The registry itself: views are read-only and share the mapping (no copy)."""
     import tempfile
 
-    from shmbridge.service.regions import RegionRegistry
+    from shmbridge.service.http.regions import RegionRegistry
 
     with tempfile.TemporaryDirectory() as directory:
         (Path(directory) / "frame").write_bytes(bytes(range(256)) * 16)

@@ -31,9 +31,9 @@ from ..config import ServiceConfig
 from ..memory import MemoryBudget
 from .core import ServiceCore
 from .fd_budget import Descriptors, open_fd_count, raise_nofile_limit
-from .http_connections import budgeted_protocol
-from .polling import wait_until
-from .session_server import SessionServer
+from .http.connections import budgeted_protocol
+from .sessions import SessionServer
+from .waiting import wait_until
 
 log = logging.getLogger("shmbridge.server")
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -129,7 +129,7 @@ class Server:
     async def _start_http(self, listener: socket.socket) -> None:
         import uvicorn
 
-        from .http_app import create_app
+        from .http.app import create_app
 
         app = self._app = create_app(self.core, self.sessions, self.budget, self.fds)
         warn_if_exposed(self.config.http_host, self.config.api_token is not None)

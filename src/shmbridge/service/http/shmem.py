@@ -15,10 +15,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from ..errors import ShmBridgeError
-from ..models import OcrResult
-from .http_context import HttpContext, client_of, request_id_of, stream_owner_of, tag_request
-from .http_models import (
+from ...errors import ShmBridgeError
+from ...models import OcrResult
+from .context import HttpContext, client_of, request_id_of, stream_owner_of, tag_request
+from .models import (
     ERROR_RESPONSES,
     DeltaQuery,
     KeyframeQuery,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 
-from ..errors import FrameTooLarge
+from ...errors import FrameTooLarge
 
 #: Frames (IFDs) an image may chain; only the first is ever read.
 MAX_FRAMES = 64

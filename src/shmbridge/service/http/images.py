@@ -9,7 +9,7 @@ CPU) and hand the array to ``ServiceCore.process``. Rules kept here:
 - only the formats in ``ALLOWED_FORMATS`` are ever parsed; every other input is a typed 4xx error, so
   nothing a client sends makes this module raise anything but ``ShmBridgeError``;
 - only the first frame of a multi-frame image is read, and the frames are never counted; the wall time a
-  decode may take is bounded by its caller (``http_context.DecodeGate``, ``decode_timeout``).
+  decode may take is bounded by its caller (``context.DecodeGate``, ``decode_timeout``).
 
 Pillow keeps decoded pixels in its own memory; ``np.asarray`` takes them out with one copy, the only one
 on this path (there is no way to decode into a caller's buffer).
@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from ..errors import ErrorCode, FrameTooLarge, InvalidRequest, ShmBridgeError
-from ..models import PixelFormat
-from .http_sniff import header_size
+from ...errors import ErrorCode, FrameTooLarge, InvalidRequest, ShmBridgeError
+from ...models import PixelFormat
 from .image_bounds import check_frame_chain
+from .sniff import header_size
 
 #: Pillow format names we parse. GIF is accepted too because the old service took it.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")

@@ -14,11 +14,11 @@ import time
 
 from fastapi import APIRouter, Request, Response
 
-from ..errors import Busy, RequestTimeout, ShmBridgeError
-from ..models import OcrResult
-from .http_context import HttpContext, request_id_of, tag_request
-from .http_images import decode_base64, decode_image
-from .http_models import (
+from ...errors import Busy, RequestTimeout, ShmBridgeError
+from ...models import OcrResult
+from .context import HttpContext, request_id_of, tag_request
+from .images import decode_base64, decode_image
+from .models import (
     ERROR_RESPONSES,
     ErrorInfo,
     LegacyBatchRequest,

@@ -31,7 +31,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import Busy, ErrorCode, ShmBridgeError
+from ...errors import Busy, ErrorCode, ShmBridgeError
 
 log = logging.getLogger("shmbridge.http")
 

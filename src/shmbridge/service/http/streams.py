@@ -13,9 +13,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from ..streams.registry import check_name
-from .http_context import HttpContext, stream_owner_of
-from .http_models import ERROR_RESPONSES
+from ...streams.registry import check_name
+from .context import HttpContext, stream_owner_of
+from .models import ERROR_RESPONSES
 
 
 def streams_router(ctx: HttpContext) -> APIRouter:

@@ -17,7 +17,7 @@ import threading
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import Busy
+from ...errors import Busy
 
 
 class BodyBudget:

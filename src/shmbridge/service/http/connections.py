@@ -15,8 +15,8 @@ import asyncio
 import logging
 from typing import Any
 
-from ..errors import DescriptorLimitExceeded
-from .fd_budget import FdBudget
+from ...errors import DescriptorLimitExceeded
+from ..fd_budget import FdBudget
 
 log = logging.getLogger("shmbridge.http")
 

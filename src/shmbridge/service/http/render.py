@@ -13,7 +13,7 @@ import io
 import numpy as np
 from starlette.responses import Response
 
-from ..models import OcrResult, PixelFormat
+from ...models import OcrResult, PixelFormat
 
 #: How the result travels beside the picture: the line count and the text, for a client that wants both.
 LINES_HEADER = "X-Shmbridge-Lines"
@@ -30,7 +30,7 @@ def _as_rgb(image: np.ndarray, pixel_format: PixelFormat) -> np.ndarray:
 
 
 def _png(source: np.ndarray | bytes, pixel_format: PixelFormat | None, result: OcrResult) -> bytes:
-    from ..draw import draw
+    from ...draw import draw
 
     picture = draw(_as_rgb(source, pixel_format) if isinstance(source, np.ndarray) else source, result)
     out = io.BytesIO()

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import ErrorCode, InvalidRequest
-from ..models import OcrOptions, OcrResult, PixelFormat, Roi, TextLine, Timings
+from ...errors import ErrorCode, InvalidRequest
+from ...models import OcrOptions, OcrResult, PixelFormat, Roi, TextLine, Timings
 
 MAX_FIELD = 1 << 48
 MAX_BATCH = 64
@@ -106,7 +106,7 @@ class LegacyBox(BaseModel):
 
 
 class ErrorInfo(BaseModel):
-    """The one error shape's inner object (see ``http_errors``)."""
+    """The one error shape's inner object (see ``errors``)."""
 
     code: str = Field(description="errors.ErrorCode name, e.g. BUSY")
     code_num: int

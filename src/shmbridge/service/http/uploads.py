@@ -19,10 +19,10 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-from ..errors import FrameTooLarge, InvalidRequest, UnsupportedMedia
-from .http_context import read_body
-from .http_images import ALLOWED_FORMATS, IMAGE_MEDIA_TYPES, RAW_MEDIA_TYPE
-from .http_sniff import sniff_format
+from ...errors import FrameTooLarge, InvalidRequest, UnsupportedMedia
+from .context import read_body
+from .images import ALLOWED_FORMATS, IMAGE_MEDIA_TYPES, RAW_MEDIA_TYPE
+from .sniff import sniff_format
 
 MULTIPART = "multipart/form-data"
 #: Types that say nothing about the bytes: the magic number decides.

@@ -1,6 +1,6 @@
-"""``POST /api/v1/ocr``: the fast HTTP path, for clients that cannot use shared memory (and for fallback).
+"""``POST /api/v1/ocr``: the image as the request body, for clients that cannot use shared memory (and for fallback).
 
-The body is the image itself (or the one file of a multipart form, ``http_uploads``), never JSON: either
+The body is the image itself (or the one file of a multipart form, ``uploads``), never JSON: either
 an encoded file (PNG, JPEG, WebP, BMP, TIFF, GIF; mode ``http_image``; without a specific content type
 its magic number decides) or raw uint8 pixels as ``application/octet-stream`` with their shape in the query
 (``height``, ``width``, ``channels``, ``pixel_format``, ``pitch``) or in headers (``X-Shmbridge-Shape: HxWxC``,
@@ -15,11 +15,11 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
 
-from ..errors import ErrorCode, InvalidRequest, ShmBridgeError
-from ..models import OcrResult, PixelFormat, Roi
-from .http_context import HttpContext, request_id_of, stream_owner_of, tag_request
-from .http_images import RAW_MEDIA_TYPE, decode_image, parse_shape, raw_view
-from .http_models import (
+from ...errors import ErrorCode, InvalidRequest, ShmBridgeError
+from ...models import OcrResult, PixelFormat, Roi
+from .context import HttpContext, request_id_of, stream_owner_of, tag_request
+from .images import RAW_MEDIA_TYPE, decode_image, parse_shape, raw_view
+from .models import (
     ERROR_RESPONSES,
     MAX_FIELD,
     STREAM_QUERY,
@@ -29,8 +29,8 @@ from .http_models import (
     build_options,
     resolve_format,
 )
-from .http_render import render_png
-from .http_uploads import GENERIC_MEDIA_TYPES, MULTIPART, check_media, media_type, read_upload, require_image
+from .render import render_png
+from .uploads import GENERIC_MEDIA_TYPES, MULTIPART, check_media, media_type, read_upload, require_image
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 _BODY_DOC = {
@@ -76,7 +76,7 @@ def _split(text: str | None) -> list[str] | None:
     return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
 
 
-def fast_router(ctx: HttpContext) -> APIRouter:
+def ocr_router(ctx: HttpContext) -> APIRouter:
     router = APIRouter(tags=["fast"], responses=ERROR_RESPONSES)
 
     @router.post(

@@ -18,8 +18,8 @@ import hmac
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import ErrorCode
-from .http_errors import error_body
+from ...errors import ErrorCode
+from .errors import error_body
 
 #: Routes open without the token, and the prefixes under which every path is.
 _OPEN = frozenset({"/health", "/docs", "/openapi.json"})

@@ -1,10 +1,10 @@
 """The HTTP side of the service: ``create_app(core, sessions, budget)`` builds the FastAPI application.
 
-It wires the routers (legacy JSON in ``http_legacy``, raw and encoded bodies in ``http_fast``, named
-regions in ``http_shmem``, an HTTP client's screen streams in ``http_streams``), the one error shape and
-body limits (``http_errors``), and serves the small read-only routes itself: ``/health``
+It wires the routers (legacy JSON in ``legacy``, raw and encoded bodies in ``ocr``, named regions in
+``shmem``, an HTTP client's screen streams in ``streams``), the one error shape and body limits
+(``errors``), and serves the small read-only routes itself: ``/health``
 (= ``/health/ready``), ``/health/live``, ``/api/v1/bridge/info``, ``/metrics`` (Prometheus) and
-``/metrics/enhanced`` (JSON with percentiles). The access log is ``http_access``. OpenAPI is at
+``/metrics/enhanced`` (JSON with percentiles). The access log is ``access``. OpenAPI is at
 ``/openapi.json``, its UI at ``/docs``.
 
 It must never do OCR itself or bypass ``ServiceCore.process``: every transport shares admission, timeouts
@@ -22,24 +22,24 @@ from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import JSONResponse, Response
 
-from .. import protocol
-from ..memory import MemoryBudget
+from ... import protocol
+from ...memory import MemoryBudget
+from ..core import ServiceCore
+from ..fd_budget import Descriptors
+from ..metrics import MODES
+from ..sessions import SessionServer
+from ..wakeups import OFF_STATUS, mode_status
+from .access import AccessLogMiddleware
+from .auth import BearerTokenMiddleware
 from .body_budget import BodyBudget, BodyBudgetMiddleware
-from .core import ServiceCore
-from .fd_budget import Descriptors
-from .http_access import AccessLogMiddleware
-from .http_auth import BearerTokenMiddleware
-from .http_context import DecodeGate, HttpContext
-from .http_docs import install_docs
-from .http_errors import BodyLimitMiddleware, install_error_handlers
-from .http_fast import fast_router
-from .http_legacy import LEGACY_JSON_PATHS, legacy_router
-from .http_shmem import shmem_router
-from .http_streams import streams_router
-from .metrics import MODES
+from .context import DecodeGate, HttpContext
+from .docs import install_docs
+from .errors import BodyLimitMiddleware, install_error_handlers
+from .legacy import LEGACY_JSON_PATHS, legacy_router
+from .ocr import ocr_router
 from .regions import RegionRegistry
-from .session_server import SessionServer
-from .wakeups import OFF_STATUS, mode_status
+from .shmem import shmem_router
+from .streams import streams_router
 
 #: Body limit of routes that take no image (region registration, shared-memory requests, GETs).
 SMALL_BODY = 1 << 20
@@ -110,7 +110,7 @@ def create_app(
         app.add_middleware(AccessLogMiddleware)
     install_error_handlers(app)
     app.include_router(legacy_router(ctx))
-    app.include_router(fast_router(ctx))
+    app.include_router(ocr_router(ctx))
     app.include_router(shmem_router(ctx))
     app.include_router(streams_router(ctx))
     _add_service_routes(app, ctx)

@@ -4,7 +4,7 @@ A client (Node.js, a shell script) creates a file in the configured ``region_dir
 ``/dev/shm/<dir>`` is best), writes pixels into it, and registers ``{name, offset, byte_size}``; OCR requests
 then name the region and an offset inside it, like Triton's system shared-memory extension. This module
 owns the registry: opening, checking, reading, reference counting and closing. It knows nothing of HTTP
-(the routes live in ``http_shmem``).
+(the routes live in ``shmem``).
 
 Rules it keeps:
 
@@ -41,9 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from ..environment import limit_hint
-from ..errors import AccessDenied, AlreadyExists, ErrorCode, InvalidRequest, MemoryLimitExceeded, NotFound
-from ..memory import DescriptorCounter, check_image_bounds
+from ...environment import limit_hint
+from ...errors import AccessDenied, AlreadyExists, ErrorCode, InvalidRequest, MemoryLimitExceeded, NotFound
+from ...memory import DescriptorCounter, check_image_bounds
 
 log = logging.getLogger("shmbridge.regions")
 

@@ -1,6 +1,6 @@
 """What every HTTP route shares: the service objects, request ids, client ids, body reading and decoding.
 
-``HttpContext`` is built once by ``http_app.create_app`` and handed to each router factory, so routes
+``HttpContext`` is built once by ``app.create_app`` and handed to each router factory, so routes
 never reach into globals. It owns the decode gate (CPU work done before admission is bounded too) and the
 one helper that turns encoded bytes into an ``OcrResult``. It must never hold pixels past a request.
 """
@@ -17,15 +17,15 @@ from typing import TypeVar
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..config import ServiceConfig
-from ..errors import Busy, ErrorCode, FrameTooLarge, InvalidRequest, RequestTimeout, ShmBridgeError
-from ..memory import MemoryBudget
-from ..models import OcrOptions, OcrResult
-from .core import ServiceCore
-from .http_images import Decoded
+from ...config import ServiceConfig
+from ...errors import Busy, ErrorCode, FrameTooLarge, InvalidRequest, RequestTimeout, ShmBridgeError
+from ...memory import MemoryBudget
+from ...models import OcrOptions, OcrResult
+from ..core import ServiceCore
+from ..sessions import SessionServer
+from ..streaming import StreamOwner
+from .images import Decoded
 from .regions import RegionRegistry
-from .session_server import SessionServer
-from .streaming import StreamOwner
 
 T = TypeVar("T")
 
