@@ -79,7 +79,7 @@ def json_list(env: dict[str, Any], name: str, default: list[int]) -> list[int]:
 
 
 def peer_admitted(uid: int, gid: int, allowed_uids: list[int], allowed_gids: list[int]) -> bool:
-    """The service's rule (session_server.peer_allowed): uid listed, or primary gid listed."""
+    """The service's rule (sessions/listener.py: SessionServer.peer_allowed): uid listed, or primary gid listed."""
     return uid in allowed_uids or gid in allowed_gids
 
 

@@ -13,7 +13,7 @@ from shmbridge import Client
 
 from .service_helpers import ServiceProcess, pattern, wait_until
 
-#: ``client "METHOD /path?query" status bytes time [id=...]`` (see service/http_access.py).
+#: ``client "METHOD /path?query" status bytes time [id=...]`` (see service/http/access.py).
 ACCESS_LINE = re.compile(r'INFO shmbridge\.access: 127\.0\.0\.1:\d+ "(\w+) (\S+)" (\d{3}) (\d+)B [\d.]+ms')
 
 

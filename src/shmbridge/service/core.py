@@ -1,4 +1,4 @@
-"""The service core: admission, the engine pool, timeouts and metrics, shared by every transport.
+"""The service core: admission, engine execution, timeouts and metrics, shared by every transport.
 
 A transport hands ``ServiceCore.process`` a pixel view, its format, options and a mode label, and gets an
 ``OcrResult`` or a typed error. The core never knows where the pixels live. Rules it keeps:
@@ -8,26 +8,25 @@ A transport hands ``ServiceCore.process`` a pixel view, its format, options and 
 - an engine timeout answers the caller at once, but the pixels stay borrowed until the engine thread
   really returns: ``on_release`` is called only then, so a transport never unmaps memory under a
   running engine.
+
+The engine instances are the pool's (``engine_pool``); a request that names a screen stream is read
+through ``streaming``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any
 
 import numpy as np
 
 from ..config import ServiceConfig
-from ..engines import Engine, EngineOutput, create_engine, engine_class
+from ..engines import EngineOutput
 from ..engines.pixels import convert, crop, validate_image
-from ..engines.results import reading_order, shift_lines
-from ..engines.threads import with_thread_budget
+from ..engines.results import shift_lines
 from ..environment import limit_hint
 from ..errors import (
     Busy,
@@ -39,91 +38,14 @@ from ..errors import (
     ServiceUnavailable,
     ShmBridgeError,
 )
-from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat, StreamInfo
+from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat
+from .engine_pool import EnginePool, EngineWork
 from .metrics import Metrics
-from .streaming import StreamOwner, StreamReads
+from .streaming import StreamOwner, StreamReads, stream_in_frame
 
-#: The engine's part of a request, ready to run on an engine thread: its output and the seconds it took.
-EngineWork = Callable[[], tuple[EngineOutput, float]]
+__all__ = ["EnginePool", "EngineWork", "ServiceCore"]
 
 log = logging.getLogger("shmbridge.core")
-
-
-class EnginePool:
-    """``size`` engine instances, each lent to one worker thread at a time.
-
-    One instance per worker keeps engines free of locks and keeps per-call state from leaking between
-    requests. Non-blocking engines (null) are called inline on the caller's thread. Each instance's
-    inference threads come from the thread budget (``engines.threads``) unless ``options`` set them.
-    """
-
-    def __init__(self, name: str, options: dict[str, Any], size: int) -> None:
-        self.name = name
-        options = with_thread_budget(options, engine_class(name).thread_option, size)
-        self._options = options
-        self._instances: queue.SimpleQueue[Engine] = queue.SimpleQueue()
-        self._all: list[Engine] = []
-        try:
-            for _ in range(size):
-                engine = create_engine(name, **options)
-                self._all.append(engine)
-                self._instances.put(engine)
-        except BaseException:
-            self.close()
-            raise
-        self.size = size
-        self.executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"engine-{name}")
-        self.blocking = any(engine.blocking for engine in self._all)
-        self.native_formats = self._all[0].native_formats
-        self.accepts_strides = self._all[0].accepts_strides
-
-    def capabilities(self) -> dict[str, Any]:
-        return self._all[0].capabilities()
-
-    def warm_up(self) -> None:
-        """Warm every instance (in parallel on the pool) so no first request pays the model load."""
-        futures = [self.executor.submit(engine.warm_up) for engine in self._all]
-        for future in futures:
-            future.result()
-
-    def run_sync(self, image: np.ndarray, fmt: PixelFormat, options: OcrOptions) -> tuple[EngineOutput, float]:
-        """Recognise and put the lines in reading order (on the engine's thread, counted as post-processing);
-        returns the output and the seconds both took."""
-        engine = self._take()
-        try:
-            started = time.perf_counter()
-            output = engine.recognize(image, fmt, options)
-            recognized = time.perf_counter()
-            output.lines = reading_order(output.lines)
-            done = time.perf_counter()
-            output.stages["postprocess"] = output.stages.get("postprocess", 0.0) + (done - recognized)
-            return output, done - started
-        finally:
-            self._instances.put(engine)
-
-    def _take(self) -> Engine:
-        """An instance for this call. Blocking engines wait for one of the pool's; a non-blocking engine
-        is called inline by whichever thread has the request (the loop, any session thread), so when all
-        are busy it gets one more instance instead of making that thread (maybe the event loop) wait."""
-        if self.blocking:
-            return self._instances.get()
-        try:
-            return self._instances.get_nowait()
-        except queue.Empty:
-            engine = create_engine(self.name, **self._options)
-            self._all.append(engine)
-            return engine
-
-    def close(self) -> None:
-        executor = getattr(self, "executor", None)
-        if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
-        for engine in self._all:
-            try:
-                engine.close()
-            except Exception:  # pragma: no cover - best effort at shutdown
-                log.exception("engine close failed")
-        self._all.clear()
 
 
 class ServiceCore:
@@ -150,6 +72,11 @@ class ServiceCore:
         if self.config.warm_up:
             await asyncio.get_running_loop().run_in_executor(None, self.pool.warm_up)
         self.ready = True
+
+    def withdraw_readiness(self) -> None:
+        """Shutdown began: ``/health`` answers 503 from now on, while requests are still admitted until
+        ``stop_accepting`` (the transports close their doors in between)."""
+        self.ready = False
 
     def stop_accepting(self) -> None:
         self._accepting = False
@@ -318,17 +245,10 @@ class ServiceCore:
             assert stream_owner is not None
             if options.roi is not None:
                 options.roi.check_inside(image.shape[0], image.shape[1])
-            return partial(self._read_stream, image, pixel_format, options, stream_owner), 0
+            return partial(self.streams.read, self.pool, image, pixel_format, options, stream_owner), 0
         view = crop(image, options.roi)
         native, native_format, copied = convert(view, pixel_format, self.pool.native_formats, self.pool.accepts_strides)
         return partial(self.pool.run_sync, native, native_format, options), copied
-
-    def _read_stream(
-        self, image: np.ndarray, pixel_format: PixelFormat, options: OcrOptions, owner: StreamOwner
-    ) -> tuple[EngineOutput, float]:
-        output, info, seconds = self.streams.read(self.pool, image, pixel_format, options, owner)
-        output.stream = info
-        return output, seconds
 
     def _succeed(
         self,
@@ -451,20 +371,6 @@ class ServiceCore:
                 },
                 "warnings": output.warnings,
                 "checksum": output.checksum,
-                "stream": None if output.stream is None else _stream_in_frame(output.stream, options),
+                "stream": None if output.stream is None else stream_in_frame(output.stream, options.roi),
             }
         )
-
-
-def _stream_in_frame(info: StreamInfo, options: OcrOptions) -> StreamInfo:
-    """A stream's info in the frame's coordinates: a stream over a region of interest sees the region."""
-    roi = options.roi
-    if roi is None:
-        return info
-    return info.model_copy(
-        update={
-            "rects": [rect.model_copy(update={"x": rect.x + roi.x, "y": rect.y + roi.y}) for rect in info.rects],
-            "added": None if info.added is None else shift_lines(info.added, roi.x, roi.y),
-            "removed": None if info.removed is None else shift_lines(info.removed, roi.x, roi.y),
-        }
-    )

@@ -45,7 +45,8 @@ from ..stats import percentile
 if TYPE_CHECKING:
     from ..models import StreamInfo
 
-#: Transport modes as they appear in labels.
+#: Transport modes as they appear in labels: the door and body a request came by. On the service side
+#: "mode" means this label and nothing else (``ServiceCore.process(mode=...)``, the ``mode`` label).
 MODES = ("shm_session", "shm_region", "http_raw", "http_image", "legacy")
 _BUCKETS = (
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,

@@ -11,7 +11,9 @@ Shutdown happens in a known order, on the first SIGTERM/SIGINT:
 A second signal skips the drain. The CLI only builds a ``ServiceConfig``; everything else is here.
 
 At start it raises the soft ``RLIMIT_NOFILE`` to the hard limit and sizes the fd budget both doors share
-(``fd_budget``), and it warns when HTTP listens beyond loopback without a bearer token.
+(``fd_budget``), and it warns when HTTP listens beyond loopback without a bearer token. It owns what
+outlives the doors: the core, the memory and fd budgets, and the HTTP door's region registry, which it
+makes before the app and closes last, once no engine thread can read a region.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from ..memory import MemoryBudget
 from .core import ServiceCore
 from .fd_budget import Descriptors, open_fd_count, raise_nofile_limit
 from .http.connections import budgeted_protocol
+from .http.regions import RegionRegistry
 from .sessions import SessionServer
 from .waiting import wait_until
 
@@ -71,8 +74,8 @@ class Server:
         self.sessions: SessionServer | None = None
         self.budget = MemoryBudget(config.total_bytes, config.max_sessions)
         self.fds: Descriptors | None = None  # sized at start, once the limit is raised
+        self.regions: RegionRegistry | None = None  # HTTP's named regions: made with the app, closed last
         self._http: Any = None
-        self._app: Any = None
         self._http_task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._force = False
@@ -131,7 +134,8 @@ class Server:
 
         from .http.app import create_app
 
-        app = self._app = create_app(self.core, self.sessions, self.budget, self.fds)
+        self.regions = RegionRegistry.for_service(self.config, self.fds)
+        app = create_app(self.core, self.sessions, self.budget, self.fds, regions=self.regions)
         warn_if_exposed(self.config.http_host, self.config.api_token is not None)
         uv_config = uvicorn.Config(
             app,
@@ -167,7 +171,7 @@ class Server:
         timeout = 0.0 if self._force else self.config.drain_timeout
         log.info("shutting down (drain up to %.1fs)", timeout)
         if self.core is not None:
-            self.core.ready = False
+            self.core.withdraw_readiness()
         waits = []
         if self._http is not None:
             self._http.should_exit = True
@@ -188,9 +192,8 @@ class Server:
                 log.error("an engine thread is still running %.1fs after shutdown began its close; leaving "
                           "without waiting for it", self.config.engine_timeout)  # fmt: skip
                 return
-        regions = getattr(getattr(self._app, "state", None), "regions", None)
-        if regions is not None:  # after the engines stopped: no thread reads a region any more
-            regions.close()
+        if self.regions is not None:  # after the engines stopped: no thread reads a region any more
+            self.regions.close()
         log.info("shmbridge stopped")
 
     async def _close_engines(self) -> bool:

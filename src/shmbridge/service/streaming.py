@@ -3,8 +3,9 @@
 It owns the service's ``StreamRegistry`` (built from the config's limits and keyframe rules) and the one
 call that reads a frame as the next of a stream: each rectangle the stream reads borrows an engine
 instance the usual way (``EnginePool.run_sync``), and the step's lines, stage times, copies and warnings
-come back as one ``EngineOutput``, so the core shapes the result exactly as for any other request. It
-also counts the stream metrics.
+come back as one ``EngineOutput`` carrying the step's ``StreamInfo``, so the core shapes the result
+exactly as for any other request (``stream_in_frame`` puts the info in the frame's coordinates). It also
+counts the stream metrics.
 
 What it must never do: keep the frame, know which transport carried it, or hold an engine instance
 from one rectangle to the next (a stream's step may read several, and other requests wait for them).
@@ -20,16 +21,17 @@ import numpy as np
 from ..config import ServiceConfig
 from ..engines import EngineOutput
 from ..engines.pixels import crop
+from ..engines.results import shift_lines
 from ..errors import InvalidRequest
-from ..models import OcrOptions, PixelFormat, StreamInfo
+from ..models import OcrOptions, PixelFormat, Roi, StreamInfo
 from ..streams import StreamPolicy, engine_reader
 from ..streams.registry import StreamLimits, StreamOwner, StreamRegistry, check_name
 from .metrics import Metrics
 
 if TYPE_CHECKING:
-    from .core import EnginePool
+    from .engine_pool import EnginePool
 
-__all__ = ["StreamOwner", "StreamReads"]
+__all__ = ["StreamOwner", "StreamReads", "stream_in_frame"]
 
 
 class StreamReads:
@@ -71,9 +73,10 @@ class StreamReads:
         pixel_format: PixelFormat,
         options: OcrOptions,
         owner: StreamOwner,
-    ) -> tuple[EngineOutput, StreamInfo, float]:
+    ) -> tuple[EngineOutput, float]:
         """Read ``image`` (its region of interest, if the options name one) as the next frame of the
-        owner's stream; returns the output, what the stream did and the seconds it all took.
+        owner's stream; returns the output (what the stream did in its ``stream``) and the seconds it all
+        took, as ``EngineWork`` does.
 
         Runs on whichever thread has the request (an engine worker,
         or the caller's for a non-blocking engine)."""
@@ -109,10 +112,24 @@ class StreamReads:
             checksum=outputs[-1].checksum if outputs else None,
             bytes_copied=sum(output.bytes_copied for output in outputs),
             stages=stages,
+            stream=info,
         )
         self._metrics.observe_stream(info)
-        return merged, info, time.perf_counter() - started
+        return merged, time.perf_counter() - started
 
     def release(self, owner: StreamOwner) -> int:
         """Free every stream of an owner whose session ended; how many there were."""
         return self.registry.release(owner)
+
+
+def stream_in_frame(info: StreamInfo, roi: Roi | None) -> StreamInfo:
+    """A stream's info in the frame's coordinates: a stream over a region of interest sees the region."""
+    if roi is None:
+        return info
+    return info.model_copy(
+        update={
+            "rects": [rect.model_copy(update={"x": rect.x + roi.x, "y": rect.y + roi.y}) for rect in info.rects],
+            "added": None if info.added is None else shift_lines(info.added, roi.x, roi.y),
+            "removed": None if info.removed is None else shift_lines(info.removed, roi.x, roi.y),
+        }
+    )

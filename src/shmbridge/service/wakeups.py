@@ -1,4 +1,4 @@
-"""Low-latency mode: keep idle CPUs polling, not halting, while sessions are exchanging requests.
+"""The low-latency hold (``--low-latency``): keep idle CPUs polling, not halting, while sessions are busy.
 
 Most of a session round trip on a virtual machine is waking idle vCPUs (ARCHITECTURE.md, decision 10):
 a vCPU with nothing to run halts, which exits to the hypervisor, and the next request or reply has to
@@ -65,8 +65,8 @@ def polling_state_missing(sysfs: Path = CPU_SYSFS) -> str | None:
     return None
 
 
-def mode_status(hold_s: float, reason: str | None, held: bool = False, engagements: int = 0) -> dict[str, Any]:
-    """The ``low_latency`` status of a service that asked for the mode (``/api/v1/bridge/info``)."""
+def hold_status(hold_s: float, reason: str | None, held: bool = False, engagements: int = 0) -> dict[str, Any]:
+    """The ``low_latency`` status of a service that asked for the hold (``/api/v1/bridge/info``)."""
     return {
         "enabled": True,
         "available": reason is None,
@@ -77,7 +77,7 @@ def mode_status(hold_s: float, reason: str | None, held: bool = False, engagemen
     }
 
 
-#: The ``low_latency`` status of a service that did not ask for the mode.
+#: The ``low_latency`` status of a service that did not ask for the hold.
 OFF_STATUS: dict[str, Any] = {"enabled": False}
 
 
@@ -205,4 +205,4 @@ class CpuWakeupHold:
             self._thread.join(timeout=1.0)
 
     def status(self) -> dict[str, Any]:
-        return mode_status(self.hold, self.unavailable, self.held, self.engagements)
+        return hold_status(self.hold, self.unavailable, self.held, self.engagements)

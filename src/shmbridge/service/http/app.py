@@ -8,8 +8,8 @@ It wires the routers (legacy JSON in ``legacy``, raw and encoded bodies in ``ocr
 ``/openapi.json``, its UI at ``/docs``.
 
 It must never do OCR itself or bypass ``ServiceCore.process``: every transport shares admission, timeouts
-and metrics there. The region registry it creates is closed by ``Server`` at shutdown
-(``app.state.regions``), after the core has drained.
+and metrics there, nor close the region registry: that is its owner's, ``Server``, which closes it after
+the core has drained.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..core import ServiceCore
 from ..fd_budget import Descriptors
 from ..metrics import MODES
 from ..sessions import SessionServer
-from ..wakeups import OFF_STATUS, mode_status
+from ..wakeups import OFF_STATUS, hold_status
 from .access import AccessLogMiddleware
 from .auth import BearerTokenMiddleware
 from .body_budget import BodyBudget, BodyBudgetMiddleware
@@ -61,17 +61,19 @@ def _version() -> str:
 
 
 def create_app(
-    core: ServiceCore, sessions: SessionServer | None, budget: MemoryBudget, fds: Descriptors | None = None
+    core: ServiceCore,
+    sessions: SessionServer | None,
+    budget: MemoryBudget,
+    fds: Descriptors | None = None,
+    regions: RegionRegistry | None = None,
 ) -> FastAPI:
-    """The FastAPI app for one service; ``sessions`` is ``None`` when session mode is off."""
+    """The FastAPI app for one service; ``sessions`` is ``None`` when session mode is off.
+
+    ``regions`` is the caller's registry, which the caller closes; without one the app makes its own
+    (``RegionRegistry.for_service``), and whoever made the app closes that one (``app.state.regions``)."""
     config = core.config
-    regions = RegionRegistry(
-        config.region_dir,
-        config.max_regions_per_client,
-        config.max_region_bytes,
-        config.max_regions,
-        fds.memory if fds is not None else None,
-    )
+    if regions is None:
+        regions = RegionRegistry.for_service(config, fds)
     gate = DecodeGate(max(2, config.in_flight_limit), config.queue_size, config.request_timeout, config.retry_after,
                       config.decode_timeout)  # fmt: skip
     ctx = HttpContext(core, sessions, budget, regions, gate)
@@ -183,11 +185,11 @@ def _add_service_routes(app: FastAPI, ctx: HttpContext) -> None:
 
 
 def _low_latency_status(ctx: HttpContext) -> dict[str, Any]:
-    """The mode follows session traffic, so without sessions it is asked for but can do nothing."""
+    """The hold follows session traffic, so without sessions it is asked for but can do nothing."""
     if ctx.sessions is not None:
         return ctx.sessions.low_latency_status()
     if ctx.config.low_latency:
-        return mode_status(ctx.config.low_latency_hold, "shared-memory sessions are off (--no-shm)")
+        return hold_status(ctx.config.low_latency_hold, "shared-memory sessions are off (--no-shm)")
     return dict(OFF_STATUS)
 
 

@@ -53,7 +53,8 @@ IMAGE_MEDIA_TYPES = frozenset(
 )
 RAW_MEDIA_TYPE = "application/octet-stream"
 _MAX_DIM = 1 << 31
-_ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBa", "RGBA"})
+#: Pillow's image modes (its name for a pixel layout) that carry alpha, and its 16-bit gray ones.
+_ALPHA_LAYOUTS = frozenset({"LA", "La", "PA", "RGBa", "RGBA"})
 _SIXTEEN_BIT = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 
 #: ``check_size(height, width, channels)``: raises ``FrameTooLarge`` over the service's limits.
@@ -131,25 +132,25 @@ def _pixels(image: Image.Image, check_size: SizeCheck) -> Decoded:
     width, height = image.size
     if width <= 0 or height <= 0:
         raise InvalidRequest(f"the image has no pixels ({width}x{height})", code=ErrorCode.BAD_DIMENSIONS)
-    mode = image.mode
-    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in image.info):
+    layout = image.mode
+    if layout in _ALPHA_LAYOUTS or (layout == "P" and "transparency" in image.info):
         target, fmt = "RGBA", PixelFormat.RGBA
-    elif mode in {"L", "1", "I", "F"} or mode in _SIXTEEN_BIT:
+    elif layout in {"L", "1", "I", "F"} or layout in _SIXTEEN_BIT:
         target, fmt = "L", PixelFormat.GRAY
     else:
         target, fmt = "RGB", PixelFormat.RGB
     check_size(height, width, fmt.channels)  # before decoding: refuse bombs while they are still small
     notes: list[str] = []
-    # Never ``n_frames``: it walks every frame (a TIFF's chain of 100k IFDs took 47 s). ``is_animated``
-    # looks one frame ahead at most.
+    # Never ``n_frames``: it walks every frame, and a TIFF can chain any number of them (ARCHITECTURE.md,
+    # decision 33). ``is_animated`` looks one frame ahead at most.
     if getattr(image, "is_animated", False):
         notes.append(f"the {image.format} image has more than one frame; only the first was read")
     image.load()
-    if mode in _SIXTEEN_BIT:
+    if layout in _SIXTEEN_BIT:
         pixels = (np.asarray(image).astype(np.uint16, copy=False) >> 8).astype(np.uint8)
         notes.append("16-bit samples were reduced to 8 bits")
     else:
-        if mode != target:
+        if layout != target:
             image = image.convert(target)
         pixels = np.asarray(image)
     return Decoded(pixels, fmt, image.format or "unknown", warnings=notes)

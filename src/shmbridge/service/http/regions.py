@@ -37,13 +37,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ...environment import limit_hint
 from ...errors import AccessDenied, AlreadyExists, ErrorCode, InvalidRequest, MemoryLimitExceeded, NotFound
 from ...memory import DescriptorCounter, check_image_bounds
+
+if TYPE_CHECKING:
+    from ...config import ServiceConfig
+    from ..fd_budget import Descriptors
 
 log = logging.getLogger("shmbridge.regions")
 
@@ -125,9 +129,17 @@ class RegionRegistry:
         if directory is not None:
             directory.mkdir(mode=0o770, parents=True, exist_ok=True)
             self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            mode = stat.S_IMODE(os.fstat(self._dir_fd).st_mode)
-            if mode & 0o002:
-                log.warning("region directory %s is world-writable (mode %o): anyone can plant files", directory, mode)
+            permissions = stat.S_IMODE(os.fstat(self._dir_fd).st_mode)
+            if permissions & 0o002:
+                log.warning("region directory %s is world-writable (mode %o): anyone can plant files", directory,
+                            permissions)  # fmt: skip
+
+    @classmethod
+    def for_service(cls, config: ServiceConfig, fds: Descriptors | None = None) -> RegionRegistry:
+        """The service's registry: directory and limits from ``config``, one fd per region from the memory
+        share of ``fds``. Its owner closes it (``Server``, once the engines have stopped)."""
+        share = fds.memory if fds is not None else None
+        return cls(config.region_dir, config.max_regions_per_client, config.max_region_bytes, config.max_regions, share)
 
     @property
     def enabled(self) -> bool:

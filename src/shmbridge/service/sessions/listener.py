@@ -7,7 +7,9 @@ typed error before the process runs out of fds), the connections still waiting f
 most ``max_pending_connections``; a new one sheds the oldest, ``PendingConnections``), the thread pools
 that write replies and create segments, the low-latency hold (``service/wakeups.py``: each frame a
 session reads keeps idle CPUs polling for a moment) and the gauges read from the sessions at scrape
-time. Sessions reach the service through the few methods below, never through its parts.
+time. Sessions reach the service through the few methods below, never through its parts; the
+parts of a session built from what they share come from here too (``new_memory``, ``new_writer``,
+``new_place``).
 
 What it must never do: read or write a session's frames (that is ``session`` and ``writer``), or wait
 for a session's thread on the loop.
@@ -35,7 +37,9 @@ from ..fd_budget import Descriptors
 from ..wakeups import OFF_STATUS, CpuWakeupHold
 from .frames import error_frame
 from .pending import PendingConnections
+from .place import SessionPlace
 from .session import Session
+from .writer import SessionWriter
 
 log = logging.getLogger("shmbridge.session")
 
@@ -189,6 +193,14 @@ class SessionServer:
         c = self.config
         limits = (c.session_bytes, c.max_frame_bytes, c.max_segments_per_session)
         return SessionMemory(self.budget, *limits, self.fds.memory)
+
+    def new_writer(self, sock: socket.socket, session_id: str) -> SessionWriter:
+        """A session's writing half, its writer jobs on the listener's pool."""
+        return SessionWriter(sock, session_id, self.writers.submit)
+
+    def new_place(self) -> SessionPlace:
+        """A session's place under ``max_sessions``, counted in ``shmbridge_sessions``."""
+        return SessionPlace(self.budget, self.core.metrics.sessions)
 
     def welcome(self, request_id: int, version: int, session_id: str) -> p.Welcome:
         """The WELCOME a session sends: its id, the service's limits and the engine's capabilities."""

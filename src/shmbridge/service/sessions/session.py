@@ -43,11 +43,11 @@ from ..streaming import StreamOwner
 from ..waiting import wait_until
 from .ending import drain_requests, release_memory
 from .frames import error_frame, request_options, result_frame
-from .place import SessionPlace
-from .writer import SessionWriter
 
 if TYPE_CHECKING:
     from .listener import SessionServer
+    from .place import SessionPlace
+    from .writer import SessionWriter
 
 log = logging.getLogger("shmbridge.session")
 
@@ -80,7 +80,7 @@ class Session:
         self.server = server
         self.core = server.core
         self._config = config = server.config
-        # Blocking, reads without a timeout (one recv per read, no poll first); writes time out in the
+        # Blocking, reads without a timeout (one recv per read, no readiness wait first); writes time out in the
         # kernel after request_timeout (SO_SNDTIMEO): a peer that stops reading is cut off.
         self.sock = sock
         self.id = uuid.uuid4().hex[:12]
@@ -90,8 +90,8 @@ class Session:
         self._hello_deadline = time.monotonic() + config.request_timeout  # from accept, not from the last byte
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._serve, name=f"session-{self.id}", daemon=True)
-        self.writer = SessionWriter(sock, self.id, server.writers.submit)
-        self.place = SessionPlace(server.budget, self.core.metrics.sessions)
+        self.writer: SessionWriter = server.new_writer(sock, self.id)
+        self.place: SessionPlace = server.new_place()
         self.flags = SessionFlags()
         self._pending: set[concurrent.futures.Future[None]] = set()  # blocking-engine requests on the loop
         self.finished: asyncio.Future[None] = self._loop.create_future()
