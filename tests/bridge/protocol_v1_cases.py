@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from shmbridge import protocol as p
+from shmbridge import wire
 from shmbridge.client.slots import SessionState
 from shmbridge.errors import Busy, ErrorCode, InvalidRequest, ProtocolError, SessionLimitExceeded, ShmBridgeError
 from shmbridge.models import Box, OcrOptions, OcrResult, PixelFormat, Roi, StreamInfo, TextLine, Timings
@@ -166,6 +167,7 @@ def client_cases() -> Iterator[Case]:
     finally:
         os.getpid = getpid
     yield _built("client/hello", "client", data)
+    state.feed(p.encode(p.Welcome(rid, 1, "0123456789ab", {"slots_per_segment": 4})), [])
     rid, data = state.alloc(40 * 40 * 3)
     yield _built("client/alloc", "client", data)
     fd = os.memfd_create("protocol-v1-case", os.MFD_CLOEXEC)
@@ -201,6 +203,7 @@ def client_cases() -> Iterator[Case]:
         ]
         for name, image, fmt, options in requests:
             rid, data = state.ocr_request(lease, image, fmt, options)
+            state.result_of(p.Result(rid, {}), lease)  # its reply: the slot is the caller's again
             yield _built(f"client/{name}", "client", data)
         del frame, image, lease
     finally:
@@ -209,21 +212,21 @@ def client_cases() -> Iterator[Case]:
 
 
 def service_cases() -> Iterator[Case]:
-    """The frames as the service builds them: WELCOME's limits from ``CONFIG``, RESULT from a model, ERRORs
-    from typed exceptions."""
+    """The frames as the service builds them, through its ``wire.Connection``: WELCOME's limits from
+    ``CONFIG``, RESULT serialised by pydantic from a model, ERRORs from typed exceptions."""
     from shmbridge.config import ServiceConfig
-    from shmbridge.service import session_server
 
     config = ServiceConfig(**CONFIG)
+    conn = _service_connection(p.Hello(1))
     welcome = p.Welcome(
         1,
         p.negotiate((1,)),
         "0123456789ab",
-        limits=_welcome_limits(config, session_server),
+        limits=wire.welcome_limits(config),
         engine={"name": "null", "native_formats": ["gray", "rgb", "bgr", "rgba", "bgra"]},
     )
-    yield _built("service/welcome", "service", p.encode(welcome))
-    yield _built("service/segment", "service", p.encode(p.SegmentGranted(2, 1, 6291456, 3)), fds=1)
+    yield _built("service/welcome", "service", conn.send(welcome))
+    yield _built("service/segment", "service", conn.send(p.SegmentGranted(2, 1, 6291456, 3)), fds=1)
     line = TextLine(
         text="Save changes?",
         confidence=0.98,
@@ -264,7 +267,7 @@ def service_cases() -> Iterator[Case]:
         ),
     }
     for rid, (name, result) in enumerate(results.items(), start=3):
-        yield _built(f"service/{name}", "service", session_server._result_frame(rid, result))
+        yield _built(f"service/{name}", "service", conn.send_result_json(rid, result.model_dump_json().encode()))
     errors: list[tuple[int, ShmBridgeError]] = [
         (0, SessionLimitExceeded("the service already holds 64 sessions")),
         (0, ProtocolError("ALLOC is not allowed in state await_hello", code=ErrorCode.UNEXPECTED_FRAME)),
@@ -272,15 +275,19 @@ def service_cases() -> Iterator[Case]:
         (10, Busy("the queue is full", retry_after=0.25)),
     ]
     for index, (rid, exc) in enumerate(errors):
-        yield _built(f"service/error_{index}_{exc.code.name.lower()}", "service", session_server._error_frame(rid, exc))
-    yield _built("service/bye", "service", p.encode(p.Bye(0, "the service is shutting down")))
+        # An error about the connection is its last word: each comes from a connection of its own.
+        sender = conn if rid else _service_connection(*([p.Hello(1)] if index == 0 else []))
+        yield _built(f"service/error_{index}_{exc.code.name.lower()}", "service", sender.send(p.Error.of(rid, exc)))
+    yield _built("service/bye", "service", conn.send(p.Bye(0, "the service is shutting down")))
 
 
-def _welcome_limits(config: Any, session_server: Any) -> dict[str, Any]:
-    """The limits the service puts in WELCOME for ``config``."""
-    from types import SimpleNamespace
-
-    return session_server.SessionServer.limits(SimpleNamespace(config=config))
+def _service_connection(*received: Any) -> wire.Connection:
+    """The service's side of a connection that has received ``received``."""
+    conn = wire.Connection(wire.Role.SERVICE)
+    for event in received:
+        conn.receive_data(p.encode(event))
+        assert conn.next_event() == event
+    return conn
 
 
 def _built(name: str, sender: str, data: bytes, fds: int = 0) -> Case:

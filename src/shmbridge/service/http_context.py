@@ -21,6 +21,7 @@ from ..config import ServiceConfig
 from ..errors import Busy, ErrorCode, FrameTooLarge, InvalidRequest, RequestTimeout, ShmBridgeError
 from ..memory import MemoryBudget
 from ..models import OcrOptions, OcrResult
+from ..wire import FALLBACK_HEADER
 from .core import ServiceCore
 from .http_images import Decoded
 from .regions import RegionRegistry
@@ -29,8 +30,6 @@ from .streaming import StreamOwner
 
 T = TypeVar("T")
 
-#: Header a client sets on requests it sends because shared memory failed (counted in shmbridge_fallbacks_total).
-FALLBACK_HEADER = "x-shmbridge-fallback"
 #: Header naming the client for region quotas; without it the client is its remote address.
 CLIENT_HEADER = "x-shmbridge-client"
 REQUEST_ID_HEADER = "x-request-id"

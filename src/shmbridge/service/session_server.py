@@ -1,4 +1,4 @@
-"""The shared-memory session server: a Unix-socket server speaking ``protocol``, one thread per session.
+"""The shared-memory session server: a Unix-socket server speaking ``wire``, one thread per session.
 
 The listener runs on the service's asyncio loop; each accepted connection gets a ``Session`` served by its
 own thread, which reads with a plain blocking ``recv`` and answers non-blocking engines (null) right there.
@@ -41,22 +41,20 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from .. import protocol as p
+from .. import wire as p
 from ..config import ServiceConfig
 from ..errors import (
     Busy,
     ErrorCode,
-    InvalidRequest,
     PeerRejected,
     ProtocolError,
     RequestTimeout,
     ServiceUnavailable,
+    SessionClosed,
     ShmBridgeError,
 )
 from ..memory import MemoryBudget, SessionMemory
-from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat, Roi
+from ..models import OcrOptions, OcrResult, PixelFormat
 from ..unixsock import PeerCredentials, peer_credentials, prepare_socket_path, set_recv_timeout, set_send_timeout
 from .core import ServiceCore
 from .fd_budget import Descriptors
@@ -72,6 +70,7 @@ _SESSION_WAIT = 0.2  # seconds a HELLO waits for a session that is ending to giv
 _OUTBOX_LIMIT = 64  # replies of blocking engines waiting to be written before a session stops reading
 _LINGER = 1.0  # seconds a refused peer may still read the reason before the socket closes
 _HELLO_BYTES = 16 * 1024  # what a connection may send before its WELCOME: a HELLO is a few dozen bytes
+_UNWELCOMED = frozenset({p.State.AWAIT_HELLO, p.State.AWAIT_WELCOME})
 
 
 class SessionServer:
@@ -138,7 +137,7 @@ class SessionServer:
                 self.fds.connections.take("connection")
             except ShmBridgeError as exc:  # refused at once, from the reserve: a thread costs more than this
                 with contextlib.suppress(OSError):
-                    conn.send(_error_frame(0, exc))
+                    conn.send(p.encode(p.Error.of(0, exc)))
                 conn.close()
                 continue
             try:
@@ -190,17 +189,7 @@ class SessionServer:
         return dict(OFF_STATUS) if self.wakeups is None else self.wakeups.status()
 
     def limits(self) -> dict[str, Any]:
-        c = self.config
-        return {
-            "max_frame_bytes": c.max_frame_bytes,
-            "max_pixels": c.max_pixels,
-            "session_bytes": c.session_bytes,
-            "slots_per_segment": c.slots_per_segment,
-            "max_control_frame": c.max_control_frame,
-            "max_in_flight": c.in_flight_limit,
-            "request_timeout": c.request_timeout,
-            "max_segments_per_session": c.max_segments_per_session,
-        }
+        return p.welcome_limits(self.config)
 
     def peer_allowed(self, peer: PeerCredentials) -> bool:
         return peer.uid in self.config.allowed_uids or peer.gid in self.config.allowed_gids
@@ -223,7 +212,7 @@ class Session:
         self.sock = sock
         self.id = uuid.uuid4().hex[:12]
         self.stream_owner = StreamOwner("session", self.id)  # its screen streams end with it
-        self.conn = p.ServerConnection(server.config.max_control_frame)
+        self.conn = p.Connection(p.Role.SERVICE, server.config.max_control_frame)
         config = server.config
         self.memory = SessionMemory(
             server.budget,
@@ -262,11 +251,11 @@ class Session:
     def shed(self, reason: ShmBridgeError) -> None:
         """Called on the loop: end a connection that is still waiting for its WELCOME, telling it why.
         Before WELCOME the service has written nothing, so this small write cannot block."""
-        if self.conn.state is not p.State.AWAIT_HELLO:  # welcomed meanwhile (it settles before WELCOME)
+        if self.conn.state not in _UNWELCOMED:  # welcomed meanwhile (it settles before WELCOME)
             return
         self._shed_reason = reason
         log.info("session %s: %s: %s", self.id, reason.code.name, reason.message)
-        self._send(_error_frame(0, reason))
+        self._send(self._frame(p.Error.of(0, reason)))
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
 
@@ -322,7 +311,7 @@ class Session:
         receive timeout, ``SO_RCVTIMEO``) only for what is left of that deadline, so a peer sending one
         byte now and then is cut off on time. It may send at most ``_HELLO_BYTES`` before its WELCOME."""
         timeout = self.server.config.request_timeout
-        while self.conn.state is p.State.AWAIT_HELLO:
+        while self.conn.state in _UNWELCOMED:
             remaining = self._hello_deadline - time.monotonic()
             if remaining <= 0:
                 return self._fatal(RequestTimeout(f"no whole HELLO within {timeout}s of connecting"))
@@ -341,7 +330,7 @@ class Session:
                 return ended
             if not data:
                 return "client closed the connection"
-            if self.conn.state is p.State.AWAIT_HELLO and self.conn.decoder.pending > _HELLO_BYTES:
+            if self.conn.state in _UNWELCOMED and self.conn.decoder.pending > _HELLO_BYTES:
                 return self._fatal(ProtocolError(f"more than {_HELLO_BYTES} bytes without a whole HELLO",
                                                  code=ErrorCode.FRAME_TOO_LARGE))  # fmt: skip
         with contextlib.suppress(OSError):
@@ -354,7 +343,7 @@ class Session:
             try:
                 event = self.conn.next_event()
             except ProtocolError as exc:
-                if exc.request_id is None:
+                if not exc.request_id:  # request id 0 is the connection's
                     return self._fatal(exc)
                 self._write_error(exc.request_id, exc)
                 continue
@@ -385,8 +374,7 @@ class Session:
             event.request_id, version, self.id, limits=self.server.limits(), engine=self.core.pool.capabilities()
         )
         self.server.pending.settle(self)  # before WELCOME goes out, so a welcomed session is never shed
-        self._send(p.encode(welcome))
-        self.conn.welcomed()
+        self._send(self.conn.send(welcome))  # requests may flow from here on
 
     def _on_alloc(self, event: p.Alloc) -> None:
         try:
@@ -401,13 +389,13 @@ class Session:
             self._write_error(event.request_id, ServiceUnavailable("the service is shutting down",
                                                                    code=ErrorCode.SHUTTING_DOWN))  # fmt: skip
             return
-        frame = p.encode(p.SegmentGranted(event.request_id, segment.id, segment.slot_size, segment.slot_count))
+        frame = self._frame(p.SegmentGranted(event.request_id, segment.id, segment.slot_size, segment.slot_count))
         self._send(frame, segment.fd)
         segment.drop_fd()  # the client has its own now; the mapping keeps the service's: one fd per segment
 
     def _on_ocr(self, event: p.OcrRequest) -> None:
         try:
-            options = _options(event)
+            options = p.options_of(event)
             segment = self.memory.segment(event.segment)
             view = segment.image_view(event.slot, event.offset, event.height, event.width, event.channels, event.pitch)
             self.memory.lend(event.segment, event.slot)
@@ -436,7 +424,7 @@ class Session:
         except ShmBridgeError as exc:
             self._write_error(event.request_id, exc)
         else:
-            self._send(_result_frame(event.request_id, result))
+            self._send(self._result_frame(event.request_id, result))
         finally:
             del view
             self.memory.give_back(event.segment, event.slot)
@@ -447,7 +435,7 @@ class Session:
         The half-close and the linger let a client that is still writing (its HELLO, say) read the reason
         instead of hitting a broken pipe."""
         log.info("session %s: %s: %s", self.id, exc.code.name, exc.message)
-        self._send(_error_frame(getattr(exc, "request_id", None) or 0, exc))
+        self._send(self._frame(p.Error.of(getattr(exc, "request_id", None) or 0, exc)))
         deadline = time.monotonic() + _LINGER
         with contextlib.suppress(OSError):  # TimeoutError included: the linger is over
             self.sock.shutdown(socket.SHUT_WR)
@@ -482,9 +470,9 @@ class Session:
                 stream_owner=self.stream_owner,
             )
         except ShmBridgeError as exc:
-            frame = _error_frame(event.request_id, exc)
+            frame = self._frame(p.Error.of(event.request_id, exc))
         else:
-            frame = _result_frame(event.request_id, result)
+            frame = self._result_frame(event.request_id, result)
         del view
         self._post(frame)  # written by the session's writer job: a slow reader must not stall the loop
 
@@ -495,9 +483,27 @@ class Session:
 
     # -- frames out (any thread) ---------------------------------------------------------------------
 
-    def _send(self, frame: bytes, fd: int | None = None) -> None:
-        """Write one whole frame (with ``fd`` attached by SCM_RIGHTS). A write that fails or times out
-        half-way loses the stream: the socket is shut down, which ends the session thread's read."""
+    def _frame(self, event: p.Event) -> bytes | None:
+        """The frame of ``event`` (the connection's state moves with it), or ``None`` once the service has
+        said its last word to this client (a late reply after a fatal error, say): nothing more goes out."""
+        try:
+            return self.conn.send(event)
+        except SessionClosed:
+            return None
+
+    def _result_frame(self, request_id: int, result: OcrResult) -> bytes | None:
+        """A RESULT frame, the result serialised once by pydantic's own JSON serialiser."""
+        try:
+            return self.conn.send_result_json(request_id, result.model_dump_json().encode())
+        except SessionClosed:
+            return None
+
+    def _send(self, frame: bytes | None, fd: int | None = None) -> None:
+        """Write one whole frame (with ``fd`` attached by SCM_RIGHTS); ``None`` writes nothing. A write that
+        fails or times out half-way loses the stream: the socket is shut down, which ends the session
+        thread's read."""
+        if frame is None:
+            return
         with self._send_lock:
             if self._connection_lost:
                 return
@@ -522,10 +528,13 @@ class Session:
                     self.sock.shutdown(socket.SHUT_RDWR)
 
     def _write_error(self, request_id: int, exc: ShmBridgeError) -> None:
-        self._send(_error_frame(request_id, exc))
+        self._send(self._frame(p.Error.of(request_id, exc)))
 
-    def _post(self, frame: bytes) -> None:
-        """Queue ``frame`` for the session's writer job (started if none runs). Never blocks."""
+    def _post(self, frame: bytes | None) -> None:
+        """Queue ``frame`` for the session's writer job (started if none runs); ``None`` queues nothing.
+        Never blocks."""
+        if frame is None:
+            return
         with self._post_lock:
             self._outbox.append(frame)
             if self._writing:
@@ -598,7 +607,7 @@ class Session:
                 if late:
                     await asyncio.wait(late, timeout=1.0)
             if self._closing:
-                self._post(p.encode(p.Bye(0, self._closing)))
+                self._post(self._frame(p.Bye(0, self._closing)))
             await wait_until(self._writer_idle, _LINGER)  # replies and BYE already queued get a moment to go out
         finally:
             # A writer may be blocked in send (a client that stopped reading): the shutdown makes that send
@@ -645,32 +654,3 @@ def _lower_priority() -> None:
 
 def _busy_unnoticed() -> None:
     """What a frame read does to the CPUs' idle state without low-latency mode: nothing."""
-
-
-def _result_frame(request_id: int, result: OcrResult) -> bytes:
-    """A RESULT frame, the result serialised once by pydantic's own JSON serialiser."""
-    return p.encode_result_json(request_id, result.model_dump_json().encode())
-
-
-def _error_frame(request_id: int, exc: ShmBridgeError) -> bytes:
-    return p.encode(p.Error(request_id, exc.code, exc.message, getattr(exc, "retry_after", None)))
-
-
-def _options(event: p.OcrRequest) -> OcrOptions:
-    """Request options as the shared model; unknown keys are an error, never ignored."""
-    if not event.options and event.roi is None:
-        return DEFAULT_OPTIONS
-    fields: dict[str, Any] = dict(event.options)
-    if "roi" in fields:
-        raise InvalidRequest("the region of interest travels in the request struct, not in options",
-                             code=ErrorCode.UNKNOWN_OPTION)  # fmt: skip
-    try:
-        if event.roi is not None:
-            x, y, w, h = event.roi
-            fields["roi"] = Roi(x=x, y=y, width=w, height=h)
-        return OcrOptions(**fields)
-    except ValidationError as exc:
-        unknown = [".".join(map(str, e["loc"])) for e in exc.errors() if e["type"] == "extra_forbidden"]
-        if unknown:
-            raise InvalidRequest(f"unknown option(s): {', '.join(unknown)}", code=ErrorCode.UNKNOWN_OPTION) from None
-        raise InvalidRequest(f"invalid options: {exc.errors()[0]['msg']}") from None
