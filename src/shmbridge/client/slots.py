@@ -22,11 +22,12 @@ import numpy as np
 from .. import wire as p
 from ..errors import ProtocolError, UsageError
 from ..memory import Segment
-from ..models import OcrOptions, OcrResult, PixelFormat
+from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat
 from ..wire import Owner, error_of, request_options, slots_per_segment
 
 #: Results are small, but a page of dense text with boxes can reach a few hundred KiB.
 MAX_REPLY_BODY = 64 * 1024 * 1024
+_NO_OPTIONS = (None, p.NO_OPTIONS)
 
 
 @dataclass(eq=False)
@@ -146,7 +147,8 @@ class SessionState:
         channels = 1 if image.ndim == 2 else image.shape[2]
         if image.strides[-1] != 1 or (image.ndim == 3 and image.strides[1] != channels):
             raise UsageError("pixels within a row must be packed; only the row pitch may vary")
-        roi, extra = request_options(options)
+        # The defaults travel as no options at all, decided here without a call (once per request).
+        roi, extra = _NO_OPTIONS if options is None or options is DEFAULT_OPTIONS else request_options(options)
         rid = self.next_id()
         request = p.OcrRequest(rid, lease.segment.id, lease.slot, offset, height, width, channels,
                                pixel_format.value, image.strides[0], roi, extra)  # fmt: skip
