@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 
 from .engines import ENGINES, default_engine_name, default_workers
 from .values import EngineOptions, IntList, Size
+from .wire.limits import DEFAULT_SLOTS_PER_SEGMENT
+from .wire.slots import MAX_SLOTS_PER_SEGMENT
 
 MiB = 1024 * 1024
 
@@ -77,7 +79,9 @@ class ServiceConfig(BaseSettings):
     max_sessions: int = Field(default=64, ge=1, description="shared-memory sessions at once")
     session_bytes: Size = Field(default=512 * MiB, ge=MiB, description="shared memory one session may hold")
     total_bytes: Size = Field(default=4096 * MiB, ge=MiB, description="shared memory all sessions may hold")
-    slots_per_segment: int = Field(default=4, ge=1, le=256, description="frame slots per shared segment")
+    slots_per_segment: int = Field(
+        default=DEFAULT_SLOTS_PER_SEGMENT, ge=1, le=MAX_SLOTS_PER_SEGMENT, description="frame slots per shared segment"
+    )
     max_frame_bytes: Size = Field(default=128 * MiB, ge=4096, description="largest frame or HTTP body")
     max_pixels: int = Field(default=40_000_000, ge=1, description="largest image in pixels (width x height)")
     max_control_frame: Size = Field(default=1 * MiB, ge=4096, description="largest protocol control frame")

@@ -29,6 +29,8 @@ Rules this module keeps:
   pages when the last process lets go. Class-level defaults let ``close`` run on half-built objects.
 - Limits are checked before any memory is created; breaking one raises ``MemoryLimitExceeded`` or
   ``SessionLimitExceeded``.
+
+Slot size classes and the bounds rule are the protocol's (``wire.slots``); they are importable from here too.
 """
 
 from __future__ import annotations
@@ -44,15 +46,14 @@ import numpy as np
 
 from .environment import limit_hint
 from .errors import ErrorCode, InvalidRequest, MemoryLimitExceeded, SegmentLimitExceeded, SessionLimitExceeded
+from .wire.slots import MAX_SLOTS_PER_SEGMENT, PAGE, check_image_bounds, size_class
 
-PAGE = mmap.PAGESIZE
+__all__ = [
+    "MAX_SLOTS_PER_SEGMENT", "PAGE", "DescriptorCounter", "MemoryBudget", "Segment", "SessionMemory",
+    "check_image_bounds", "seals_of", "size_class",
+]  # fmt: skip
+
 _IS_LINUX = sys.platform.startswith("linux")
-_MIN_CLASS = 64 * 1024
-#: Largest number a wire field may carry; anything larger is rejected before arithmetic.
-_MAX_FIELD = 1 << 48
-
-#: ``ALLOC`` may ask for at most this many slots in one segment (0 asks for the service's default).
-MAX_SLOTS_PER_SEGMENT = 256
 
 if _IS_LINUX:
     import fcntl
@@ -66,27 +67,6 @@ if _IS_LINUX:
     _madvise = _libc.madvise
     _madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     _madvise.restype = ctypes.c_int
-
-
-def size_class(nbytes: int) -> int:
-    """The slot size for a frame of ``nbytes``: powers of two and 1.5× powers of two, page aligned.
-
-    Steps of at most 1.5× keep waste under a third: 1080p RGB (6.2 MB) gets 6 MiB, 4K RGB 24 MiB.
-    """
-    if nbytes <= _MIN_CLASS:
-        return _MIN_CLASS
-    size = _MIN_CLASS
-    while True:
-        if size >= nbytes:
-            return size
-        half_step = size + size // 2
-        if half_step >= nbytes:
-            return _page_align(half_step)
-        size *= 2
-
-
-def _page_align(nbytes: int) -> int:
-    return (nbytes + PAGE - 1) // PAGE * PAGE
 
 
 def _create_fd(name: str, size: int) -> int:
@@ -212,41 +192,6 @@ class Segment:
     @property
     def closed(self) -> bool:
         return self._mmap is None
-
-
-def check_image_bounds(
-    slot_count: int, slot_size: int, slot: int, offset: int, height: int, width: int, channels: int, pitch: int
-) -> None:
-    """Raise a typed ``InvalidRequest`` unless the image lies wholly inside one slot."""
-    row = width * channels
-    # The common case in one expression (every request takes this path); anything off falls through to
-    # the checks below, which name what is wrong.
-    if (
-        0 <= slot < slot_count
-        and 0 < height < _MAX_FIELD
-        and 0 < width < _MAX_FIELD
-        and 0 <= offset < _MAX_FIELD
-        and row <= pitch < _MAX_FIELD
-        and channels in (1, 3, 4)
-        and offset + (height - 1) * pitch + row <= slot_size
-    ):
-        return
-    for name, value in (("slot", slot), ("offset", offset), ("height", height), ("width", width),
-                        ("pitch", pitch)):  # fmt: skip
-        if not 0 <= value < _MAX_FIELD:
-            raise InvalidRequest(f"{name} {value} is out of range", code=ErrorCode.OUT_OF_BOUNDS)
-    if not 0 <= slot < slot_count:
-        raise InvalidRequest(f"slot {slot} does not exist (0..{slot_count - 1})", code=ErrorCode.BAD_SLOT)
-    if height <= 0 or width <= 0:
-        raise InvalidRequest(f"dimensions {width}x{height} must be positive", code=ErrorCode.BAD_DIMENSIONS)
-    if channels not in (1, 3, 4):
-        raise InvalidRequest(f"{channels} channels; 1, 3 or 4 expected", code=ErrorCode.BAD_DIMENSIONS)
-    if pitch < row:
-        raise InvalidRequest(f"row pitch {pitch} is shorter than a row of {row} bytes",
-                             code=ErrorCode.SHAPE_MISMATCH)  # fmt: skip
-    end = offset + (height - 1) * pitch + row  # Python ints: no overflow; inputs bounded above
-    if end > slot_size:
-        raise InvalidRequest(f"image ends at byte {end} of a {slot_size}-byte slot", code=ErrorCode.OUT_OF_BOUNDS)
 
 
 # -- limits --------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The wire protocol without sockets: round trips, the state table, and fuzzing of the frame parser."""
+"""The wire protocol without sockets: round trips, the service's side of the state table, and fuzzing of the
+frame parser (``test_wire_connection.py`` walks the whole table, both roles)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shmbridge import protocol as p
+from shmbridge import wire as p
 from shmbridge.errors import ErrorCode, ProtocolError
 
 EVENTS = [
@@ -79,11 +80,22 @@ def test_eof_inside_a_frame_is_truncated() -> None:
     assert info.value.code == ErrorCode.TRUNCATED
 
 
-def test_short_ocr_body_is_truncated_but_keeps_the_request_id() -> None:
-    conn = p.ServerConnection()
+def _service() -> p.Connection:
+    return p.Connection(p.Role.SERVICE)
+
+
+def _welcomed() -> p.Connection:
+    """The service's side of a session that got its HELLO and sent its WELCOME."""
+    conn = _service()
     conn.receive_data(p.encode(p.Hello(1)))
     assert isinstance(conn.next_event(), p.Hello)
-    conn.welcomed()
+    conn.send(p.Welcome(1, 1, "s"))
+    assert conn.state is p.State.READY
+    return conn
+
+
+def test_short_ocr_body_is_truncated_but_keeps_the_request_id() -> None:
+    conn = _welcomed()
     conn.receive_data(p.HEADER.pack(p.MAGIC, 1, p.FrameType.OCR_REQUEST, 0, 77, 4) + b"\0\0\0\0")
     with pytest.raises(ProtocolError) as info:
         conn.next_event()
@@ -92,7 +104,7 @@ def test_short_ocr_body_is_truncated_but_keeps_the_request_id() -> None:
 
 
 def test_request_before_hello_is_refused() -> None:
-    conn = p.ServerConnection()
+    conn = _service()
     conn.receive_data(p.encode(EVENTS[4]))
     with pytest.raises(ProtocolError) as info:
         conn.next_event()
@@ -101,10 +113,7 @@ def test_request_before_hello_is_refused() -> None:
 
 
 def test_client_may_not_send_server_frames() -> None:
-    conn = p.ServerConnection()
-    conn.receive_data(p.encode(p.Hello(1)))
-    conn.next_event()
-    conn.welcomed()
+    conn = _welcomed()
     conn.receive_data(p.encode(p.Result(5, {})))
     with pytest.raises(ProtocolError) as info:
         conn.next_event()
@@ -121,7 +130,7 @@ def test_version_negotiation_picks_the_highest_common_version() -> None:
 # -- fuzzing -------------------------------------------------------------------------------------
 
 
-def _drain(conn: p.ServerConnection) -> None:
+def _drain(conn: p.Connection) -> None:
     """Pull events until more data is needed; only ProtocolError may escape."""
     for _ in range(1000):
         try:
@@ -134,13 +143,13 @@ def _drain(conn: p.ServerConnection) -> None:
         if event is None:
             return
         if isinstance(event, p.Hello):
-            conn.welcomed()
+            conn.send(p.Welcome(event.request_id, 1, "s"))
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=512))
 def test_random_bytes_never_crash_the_parser(data: bytes) -> None:
-    conn = p.ServerConnection(max_body=4096)
+    conn = p.Connection(p.Role.SERVICE, max_body=4096)
     conn.receive_data(data)
     _drain(conn)
     conn.receive_data(b"")
@@ -163,7 +172,7 @@ def test_mutated_valid_frames_never_crash_the_parser(flips: list[tuple[int, int]
     data = bytearray(VALID_STREAM)
     for index, value in flips:
         data[index] = value
-    conn = p.ServerConnection(max_body=4096)
+    conn = p.Connection(p.Role.SERVICE, max_body=4096)
     conn.receive_data(bytes(data[:cut]))
     _drain(conn)
     conn.receive_data(bytes(data[cut:]))

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from .. import protocol as p
+from .. import wire as p
 from ..errors import ErrorCode
 from .service import ServiceHandle
 

@@ -22,6 +22,7 @@ from ..environment import CAPTURE_COPY_VARIABLE
 from ..errors import CaptureUnavailable, InvalidRequest
 from ..memory import Segment
 from ..models import PixelFormat, Roi
+from ..wire import roi_from_wire
 from . import xcb
 
 #: Set to ``1`` to force the copying capture (for tests, or a server whose MIT-SHM misbehaves).
@@ -109,7 +110,7 @@ class Screen:
         """The rectangle to capture: the whole screen by default; ``InvalidRequest`` if it leaves it."""
         if region is None:
             return Roi(x=0, y=0, width=self.width, height=self.height)
-        roi = region if isinstance(region, Roi) else Roi(x=region[0], y=region[1], width=region[2], height=region[3])
+        roi = roi_from_wire(region)
         if roi.x + roi.width > self.width or roi.y + roi.height > self.height:
             raise InvalidRequest(f"region {roi.width}x{roi.height} at ({roi.x}, {roi.y}) leaves the "
                                  f"{self.width}x{self.height} screen")  # fmt: skip

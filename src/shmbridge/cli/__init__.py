@@ -51,7 +51,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 def _version() -> str:
     from .. import __version__
-    from ..protocol import VERSION
+    from ..wire import VERSION
 
     return f"shmbridge {__version__} (session protocol {VERSION})"
 

@@ -39,7 +39,6 @@ from ..capture.screen import Capture, Screens
 from ..environment import SOCKET_VARIABLE, socket_from_environment, url_from_environment
 from ..errors import (
     Busy,
-    InvalidRequest,
     LimitExceeded,
     ProtocolError,
     RequestTimeout,
@@ -49,8 +48,9 @@ from ..errors import (
     TransportError,
     UsageError,
 )
-from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat, Roi
-from ..protocol import Welcome
+from ..models import OcrOptions, OcrResult, PixelFormat
+from ..wire import Welcome
+from ..wire import options_from_fields as build_options  # noqa: F401  (the clients' name for it)
 from .inputs import Prepared
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -206,32 +206,6 @@ def session_failure(exc: ShmBridgeError, *, waiting_for_slot: bool = False) -> S
 
 
 # -- options and results -----------------------------------------------------------------------------------
-
-_OPTION_NAMES = frozenset(OcrOptions.model_fields)
-
-
-def build_options(options: OcrOptions | None = None, **fields: Any) -> OcrOptions:
-    """``OcrOptions`` from keyword arguments (``roi`` may be a ``Roi``, ``"x,y,w,h"`` or a 4-tuple).
-
-    Unknown names are an error, never ignored, exactly as on the service.
-    """
-    unknown = sorted(set(fields) - _OPTION_NAMES)
-    if unknown:
-        raise InvalidRequest(f"unknown OCR option(s): {', '.join(unknown)}; known: {', '.join(sorted(_OPTION_NAMES))}")
-    given = {key: value for key, value in fields.items() if value is not None}
-    if not given:
-        return options if options is not None else DEFAULT_OPTIONS
-    try:
-        roi = given.get("roi")
-        if isinstance(roi, str):
-            given["roi"] = Roi.parse(roi)
-        elif isinstance(roi, tuple | list):
-            x, y, w, h = roi
-            given["roi"] = Roi(x=x, y=y, width=w, height=h)
-        merged = {**options.model_dump(), **given} if options is not None else given
-        return OcrOptions(**merged)
-    except ValueError as exc:  # pydantic's ValidationError, or a roi that is not four numbers
-        raise InvalidRequest(f"invalid OCR options: {exc}") from None
 
 
 def shape_result(

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from ..environment import SOCKET_VARIABLE
 from ..errors import PeerRejected, ShmBridgeError
-from ..protocol import Welcome
+from ..wire import Welcome
 from .base import socket_from_info
 from .session import AsyncSessionClient, SessionClient
 

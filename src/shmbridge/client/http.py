@@ -35,6 +35,7 @@ from ..errors import (
 )
 from ..models import OcrOptions, OcrResult
 from ..streams.registry import check_name
+from ..wire import FALLBACK_HEADER, roi_text
 from .base import OcrCall, RetryPolicy, Timeouts, retry_after_seconds
 from .inputs import http_body
 
@@ -45,7 +46,6 @@ INFO_PATH = "/api/v1/bridge/info"
 HEALTH_PATH = "/health"
 ENHANCED_METRICS_PATH = "/metrics/enhanced"
 STREAMS_PATH = "/api/v1/streams"
-FALLBACK_HEADER = "X-Shmbridge-Fallback"
 USER_AGENT = "shmbridge-python"
 
 
@@ -65,8 +65,7 @@ def option_params(options: OcrOptions) -> dict[str, str]:
     if "minimum_text_height" in given:
         params["minimum_text_height"] = repr(options.minimum_text_height)
     if options.roi is not None:
-        r = options.roi
-        params["roi"] = f"{r.x},{r.y},{r.width},{r.height}"
+        params["roi"] = roi_text(options.roi)
     if options.stream is not None:
         params["stream"] = options.stream
     if options.keyframe:

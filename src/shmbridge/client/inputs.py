@@ -24,21 +24,8 @@ import numpy as np
 
 from ..errors import ErrorCode, FrameTooLarge, InvalidRequest, UsageError
 from ..models import PixelFormat
+from ..wire.media import ALLOWED_FORMATS, MEDIA_TYPES, RAW_MEDIA_TYPE, decoded_mode
 from .slots import SlotLease, copy_reordered
-
-#: Encoded formats the service reads; the client refuses others before sending anything.
-ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
-MEDIA_TYPES = {
-    "PNG": "image/png",
-    "JPEG": "image/jpeg",
-    "WEBP": "image/webp",
-    "BMP": "image/bmp",
-    "TIFF": "image/tiff",
-    "GIF": "image/gif",
-}
-RAW_MEDIA_TYPE = "application/octet-stream"
-_ALPHA_MODES = frozenset({"LA", "La", "PA", "RGBa", "RGBA"})
-_GRAY_MODES = frozenset({"L", "1", "I", "F", "I;16", "I;16B", "I;16L", "I;16N"})
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -189,18 +176,9 @@ def _is_pil(image: object) -> bool:
     return isinstance(image, Image.Image)
 
 
-def _target(mode: str, info: dict[str, Any]) -> tuple[str, PixelFormat]:
-    """The PIL mode to convert to, and its pixel format, the way the service decodes the same file."""
-    if mode in _ALPHA_MODES or (mode == "P" and "transparency" in info):
-        return "RGBA", PixelFormat.RGBA
-    if mode in _GRAY_MODES:
-        return "L", PixelFormat.GRAY
-    return "RGB", PixelFormat.RGB
-
-
 def _pil_pixels(image: Any) -> tuple[np.ndarray, PixelFormat]:
     """A PIL image as a numpy array of a mode the service takes (Pillow exports its pixels once)."""
-    target, fmt = _target(image.mode, image.info)
+    target, fmt = decoded_mode(image.mode, image.info)  # the way the service decodes the same file
     if image.mode.startswith("I;16"):
         return (np.asarray(image).astype(np.uint16, copy=False) >> 8).astype(np.uint8), fmt
     if image.mode != target:
@@ -229,7 +207,7 @@ def read_header(data: bytes, *, name: str = "the image") -> Encoded:
         raise InvalidRequest(f"{name} is empty", code=ErrorCode.BAD_DIMENSIONS)
     with _open(data) as image:
         width, height = image.size
-        _, fmt = _target(image.mode, image.info)
+        _, fmt = decoded_mode(image.mode, image.info)
         source = image.format or ""
     if source not in MEDIA_TYPES:
         raise InvalidRequest(f"{name} is a {source or 'unknown'} image; supported: {', '.join(ALLOWED_FORMATS)}")

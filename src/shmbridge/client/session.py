@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import protocol as p
+from .. import wire as p
 from ..errors import (
     ProtocolError,
     RequestTimeout,
@@ -80,7 +80,6 @@ class SessionClient:
         self._cond = threading.Condition()
         self._reading = False
         self._replies: dict[int, p.Event] = {}
-        self._abandoned: dict[int, SlotLease | None] = {}
         self._broken: ShmBridgeError | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -96,8 +95,6 @@ class SessionClient:
             welcome = self._wait(rid, time.monotonic() + self.timeout)
             if not isinstance(welcome, p.Welcome):
                 raise error_of(welcome)
-            self.state.welcome = welcome
-            self.state.slots_per_segment = int(welcome.limits.get("slots_per_segment", 4))
         except BaseException:
             self.close()
             raise
@@ -117,12 +114,13 @@ class SessionClient:
         """
         with self._cond:
             sock, self._sock = self._sock, None
+            bye = self.state.bye() if sock is not None else b""
             if self._broken is None:
                 self._broken = SessionClosed("the session was closed")
             self._cond.notify_all()
         if sock is not None:
             with contextlib.suppress(OSError):
-                sock.send(p.encode(p.Bye(0, "client closed")), socket.MSG_DONTWAIT)
+                sock.send(bye, socket.MSG_DONTWAIT)
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             with self._cond:  # let a reader leave select/recv before its fd number can be reused
@@ -220,11 +218,9 @@ class SessionClient:
             # The service may still read these pixels: the slot returns only with the late reply, unless
             # that reply slipped in between the timeout and this lock (then the slot is free already).
             with self._cond:
-                if self._replies.pop(rid, None) is None:
-                    self._abandoned[rid] = lease
-                    lease.released = True
+                self.state.ledger.abandon(rid, lease, replied=self._replies.pop(rid, None) is not None)
             raise
-        return self.state.result_of(reply)
+        return self.state.result_of(reply, lease)
 
     def ocr_copy(
         self,
@@ -343,11 +339,7 @@ class SessionClient:
                 if isinstance(event, p.Error):
                     self._broken = error_of(event)  # type: ignore[assignment]
                 continue
-            if rid in self._abandoned:
-                lease = self._abandoned.pop(rid)
-                if lease is not None:
-                    lease.released = False
-                    self.state.give_back(lease)
+            if self.state.ledger.late_reply(rid):  # its slot is free again; nobody waits for it
                 continue
             self._replies[rid] = event
 
@@ -371,7 +363,6 @@ class AsyncSessionClient:
         self.state = SessionState()
         self._sock: socket.socket | None = None
         self._waiters: dict[int, asyncio.Future[p.Event]] = {}
-        self._abandoned: dict[int, SlotLease] = {}
         self._freed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
         self._broken: ShmBridgeError | None = None
@@ -394,8 +385,6 @@ class AsyncSessionClient:
             welcome = await self._request(rid, data, self.timeout)
             if not isinstance(welcome, p.Welcome):
                 raise error_of(welcome)
-            self.state.welcome = welcome
-            self.state.slots_per_segment = int(welcome.limits.get("slots_per_segment", 4))
         except BaseException:
             await self.close()
             raise
@@ -428,7 +417,7 @@ class AsyncSessionClient:
             self._reader = None
         if sock is not None:
             with contextlib.suppress(OSError):
-                sock.send(p.encode(p.Bye(0, "client closed")))
+                sock.send(self.state.bye())
             sock.close()
         self.state.close()
 
@@ -497,10 +486,9 @@ class AsyncSessionClient:
         try:
             reply = await self._request(rid, data, self.timeout if timeout is None else timeout)
         except RequestTimeout:
-            self._abandoned[rid] = lease
-            lease.released = True
+            self.state.ledger.abandon(rid, lease)  # the service's until the late reply
             raise
-        return self.state.result_of(reply)
+        return self.state.result_of(reply, lease)
 
     async def ocr_copy(
         self,
@@ -574,10 +562,8 @@ class AsyncSessionClient:
         if isinstance(event, p.Error) and rid == 0:
             self._fail(error_of(event))  # type: ignore[arg-type]
             return
-        lease = self._abandoned.pop(rid, None)
-        if lease is not None:
-            lease.released = False
-            self.release(lease)
+        if self.state.ledger.late_reply(rid):  # its slot is free again; nobody waits for it
+            self._freed.set()
             return
         future = self._waiters.get(rid)
         if future is not None and not future.done():

@@ -1,12 +1,13 @@
 """Client-side bookkeeping for a session, without I/O: request ids, segments, slot leases and replies.
 
 ``SessionState`` is shared by the blocking and the asyncio session clients, which differ only in how
-they wait. It owns the segments the service granted (mapped read-write), a free list per size class, and
-the decoding of the service's frames (fds that arrive with SEGMENT frames are matched here).
+they wait. It owns the client's ``wire.Connection`` (every frame out is encoded by it and every frame in
+decoded by it, so the state table holds for the client too), the segments the service granted (mapped
+read-write), and their slots' ``wire.SlotLedger`` (fds that arrive with SEGMENT frames are matched here).
 
-Who owns a slot, at any moment, is exactly one of: the free list, a caller (a ``SlotLease``), or the
-service (from submit to reply). A slot whose request timed out stays with the service until its late
-reply arrives, so the client never writes into pixels the service may still be reading.
+Who owns a slot, at any moment, is exactly one ``wire.Owner``: the free list, a caller (a ``SlotLease``),
+or the service (from submit to reply). A slot whose request timed out stays with the service until its
+late reply arrives, so the client never writes into pixels the service may still be reading.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ import itertools
 import os
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
-from .. import protocol as p
-from ..errors import ErrorCode, ProtocolError, UsageError, error_from_code
-from ..memory import Segment, size_class
+from .. import wire as p
+from ..errors import ProtocolError, UsageError
+from ..memory import Segment
 from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat
+from ..wire import Owner, error_of, request_options, slots_per_segment
 
 #: Results are small, but a page of dense text with boxes can reach a few hundred KiB.
 MAX_REPLY_BODY = 64 * 1024 * 1024
+_NO_OPTIONS = (None, p.NO_OPTIONS)
 
 
 @dataclass(eq=False)
@@ -40,11 +42,25 @@ class SlotLease:
     buffer: np.ndarray = field(repr=False)
     array: np.ndarray | None = field(default=None, repr=False)
     pixel_format: PixelFormat = PixelFormat.RGB
-    released: bool = False
+    owner: Owner = Owner.CALLER
 
     @property
     def capacity(self) -> int:
         return self.segment.slot_size
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.segment.id, self.slot
+
+    @property
+    def held(self) -> bool:
+        """True while the caller owns the slot: it may write into it, submit it and must give it back."""
+        return self.owner is Owner.CALLER
+
+    @property
+    def released(self) -> bool:
+        """The caller does not hold the slot (any more): it is free, or the service's (``owner`` says which)."""
+        return self.owner is not Owner.CALLER
 
     def frame(self, height: int, width: int, channels: int = 3) -> np.ndarray:
         """A writable H×W(×C) uint8 view at the start of the slot (contiguous rows)."""
@@ -63,12 +79,12 @@ class SessionState:
     def __init__(self, client_name: str = "shmbridge-python") -> None:
         self._ids = itertools.count(1)
         self.client_name = client_name
-        self.decoder = p.FrameDecoder(MAX_REPLY_BODY)
+        self.conn = p.Connection(p.Role.CLIENT, MAX_REPLY_BODY)
         self.fds: deque[int] = deque()
         self.segments: dict[int, Segment] = {}
-        self.free: dict[int, deque[tuple[int, int]]] = {}
+        self.ledger = p.SlotLedger()
         self.welcome: p.Welcome | None = None
-        self.slots_per_segment = 4
+        self.slots_per_segment = p.DEFAULT_SLOTS_PER_SEGMENT
         self.closed = False
 
     # -- requests ------------------------------------------------------------------------------
@@ -94,11 +110,15 @@ class SessionState:
 
     def hello(self) -> tuple[int, bytes]:
         rid = self.next_id()
-        return rid, p.encode(p.Hello(rid, p.SUPPORTED_VERSIONS, self.client_name, os.getpid()))
+        return rid, self.conn.send(p.Hello(rid, p.SUPPORTED_VERSIONS, self.client_name, os.getpid()))
 
     def alloc(self, frame_bytes: int) -> tuple[int, bytes]:
         rid = self.next_id()
-        return rid, p.encode(p.Alloc(rid, frame_bytes, self.slots_per_segment))
+        return rid, self.conn.send(p.Alloc(rid, frame_bytes, self.slots_per_segment))
+
+    def bye(self) -> bytes:
+        """The client's BYE, or nothing when it has said its last word already."""
+        return self.conn.send(p.Bye(0, "client closed")) if self.conn.may_send(p.Bye) else b""
 
     def submission(
         self,
@@ -120,50 +140,54 @@ class SessionState:
         pixel_format: PixelFormat,
         options: OcrOptions | None,
     ) -> tuple[int, bytes]:
-        """The OCR_REQUEST frame naming ``image``, which must lie inside ``lease``'s slot."""
+        """The OCR_REQUEST frame naming ``image``, which must lie inside ``lease``'s slot; from here until
+        the reply (``result_of``) the slot is the service's."""
         offset = _offset_in(lease, image)
         height, width = image.shape[:2]
         channels = 1 if image.ndim == 2 else image.shape[2]
         if image.strides[-1] != 1 or (image.ndim == 3 and image.strides[1] != channels):
             raise UsageError("pixels within a row must be packed; only the row pitch may vary")
-        roi = None
-        extra: dict[str, Any] = {}
-        if options is not None and options is not DEFAULT_OPTIONS:  # the defaults travel as no options at all
-            extra = options.model_dump(exclude_defaults=True, exclude={"roi"}, mode="json")
-            if options.roi is not None:
-                r = options.roi
-                roi = (r.x, r.y, r.width, r.height)
+        # The defaults travel as no options at all, decided here without a call (once per request).
+        roi, extra = _NO_OPTIONS if options is None or options is DEFAULT_OPTIONS else request_options(options)
         rid = self.next_id()
         request = p.OcrRequest(rid, lease.segment.id, lease.slot, offset, height, width, channels,
                                pixel_format.value, image.strides[0], roi, extra)  # fmt: skip
-        return rid, p.encode(request)
+        data = self.conn.send_request(request)
+        self.ledger.submitted(lease)
+        return rid, data
 
     # -- replies -----------------------------------------------------------------------------
 
     def feed(self, data: bytes, fds: list[int]) -> list[p.Event]:
-        """Decode whatever whole frames ``data`` completes. SEGMENT events are attached right here."""
+        """Decode whatever whole frames ``data`` completes. SEGMENT events are attached right here, and the
+        WELCOME's limits read."""
         self.fds.extend(fds)
-        self.decoder.receive_data(data)
+        conn = self.conn
+        conn.receive_data(data)
         events: list[p.Event] = []
-        while (frame := self.decoder.next_frame()) is not None:
-            event = p.decode_event(frame)
-            if isinstance(event, p.SegmentGranted):
-                if not self.fds:
-                    raise ProtocolError("SEGMENT frame arrived without its file descriptor")
-                self._attach(event, self.fds.popleft())
+        while (event := conn.next_event()) is not None:
+            kind = type(event)
+            if kind is not p.Result:
+                if kind is p.SegmentGranted:
+                    if not self.fds:
+                        raise ProtocolError("SEGMENT frame arrived without its file descriptor")
+                    self._attach(event, self.fds.popleft())  # type: ignore[arg-type]
+                elif kind is p.Welcome:
+                    self.welcome = event  # type: ignore[assignment]
+                    self.slots_per_segment = slots_per_segment(event.limits)  # type: ignore[union-attr]
             events.append(event)
         return events
 
     def _attach(self, event: p.SegmentGranted, fd: int) -> None:
         segment = Segment.attach(event.segment, fd, event.slot_size, event.slot_count)
         self.segments[segment.id] = segment
-        # Reversed, so that leases start at slot 0 (the free list is a stack: see ``try_lease``).
-        free = self.free.setdefault(segment.slot_size, deque())
-        free.extend((segment.id, i) for i in reversed(range(segment.slot_count)))
+        self.ledger.add_segment(segment.id, segment.slot_size, segment.slot_count)
 
-    @staticmethod
-    def result_of(event: p.Event) -> OcrResult:
-        """The typed result of a reply, or raise the typed error it carries."""
+    def result_of(self, event: p.Event, lease: SlotLease | None = None) -> OcrResult:
+        """The typed result of a reply, or raise the typed error it carries; ``lease``, whose request it
+        answers, is the caller's again."""
+        if lease is not None:
+            self.ledger.replied(lease)
         if isinstance(event, p.Result):
             return OcrResult.model_validate(event.result)
         raise error_of(event)
@@ -171,30 +195,21 @@ class SessionState:
     # -- slots -------------------------------------------------------------------------------
 
     def try_lease(self, nbytes: int) -> SlotLease | None:
-        """A free slot of the smallest class that fits ``nbytes``, or ``None``.
-
-        Last in, first out: the slot given back most recently is still in the caches (a 1080p frame is
-        6.2 MB, and rotating through four slots touches four times that, as much as a server's L3 holds),
-        so a caller that copies a frame in on every request writes warm pages instead of cold ones."""
-        wanted = size_class(nbytes)
-        for slot_size in sorted(self.free):
-            if slot_size >= wanted and self.free[slot_size]:
-                segment_id, slot = self.free[slot_size].pop()
-                segment = self.segments[segment_id]
-                return SlotLease(segment, slot, segment.slot_buffer(slot))
-        return None
+        """A free slot of the smallest class that fits ``nbytes`` (the most recently given back: it is
+        still in the caches), or ``None``."""
+        taken = self.ledger.take(nbytes)
+        if taken is None:
+            return None
+        segment_id, slot = taken
+        segment = self.segments[segment_id]
+        return SlotLease(segment, slot, segment.slot_buffer(slot))
 
     def has_class_for(self, nbytes: int) -> bool:
-        wanted = size_class(nbytes)
-        return any(size >= wanted for size in self.free)
+        return self.ledger.has_class_for(nbytes)
 
     def give_back(self, lease: SlotLease) -> None:
-        if lease.released:
-            raise UsageError("this slot lease was already returned")
-        lease.released = True
+        self.ledger.give_back(lease)
         lease.array = None
-        if not self.closed and lease.segment.id in self.segments:
-            self.free[lease.segment.slot_size].append((lease.segment.id, lease.slot))
 
     def close(self) -> None:
         """Unmap every segment and close stray fds. Leases still held by callers become unusable."""
@@ -210,7 +225,7 @@ class SessionState:
                 if fd >= 0:
                     os.close(fd)
         self.segments.clear()
-        self.free.clear()
+        self.ledger.clear()
 
 
 def format_of(image: np.ndarray, pixel_format: PixelFormat | str | None) -> PixelFormat:
@@ -240,12 +255,6 @@ def copy_reordered(source: np.ndarray, out: np.ndarray, source_format: PixelForm
         return
     for index, channel in enumerate(target.value):
         out[:, :, index] = src[:, :, source_format.value.index(channel)]
-
-
-def error_of(event: p.Event) -> Exception:
-    if isinstance(event, p.Error):
-        return error_from_code(event.code, event.message, retry_after=event.retry_after)
-    return ProtocolError(f"unexpected {type(event).__name__} frame", code=ErrorCode.UNEXPECTED_FRAME)
 
 
 def _offset_in(lease: SlotLease, image: np.ndarray) -> int:

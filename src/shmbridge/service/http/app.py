@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import JSONResponse, Response
 
-from ... import protocol
+from ... import wire
 from ...memory import MemoryBudget
 from ..core import ServiceCore
 from ..fd_budget import Descriptors
@@ -146,7 +146,7 @@ def _add_service_routes(app: FastAPI, ctx: HttpContext) -> None:
         return {
             "service": "shmbridge",
             "version": _version(),
-            "protocol_version": protocol.VERSION,
+            "protocol_version": wire.VERSION,
             "modes": {
                 "http": True,
                 "legacy": True,
@@ -156,21 +156,7 @@ def _add_service_routes(app: FastAPI, ctx: HttpContext) -> None:
             "socket_path": str(ctx.sessions.socket_path) if ctx.sessions is not None else None,
             "region_dir": str(config.region_dir) if ctx.regions.enabled else None,
             "coordinates": "pixels, top-left origin",
-            "limits": {
-                "max_frame_bytes": config.max_frame_bytes,
-                "max_pixels": config.max_pixels,
-                "max_json_body_bytes": ctx.json_body_limit,
-                "max_in_flight": config.in_flight_limit,
-                "queue_size": config.queue_size,
-                "request_timeout": config.request_timeout,
-                "engine_timeout": config.engine_timeout,
-                "max_sessions": config.max_sessions,
-                "session_bytes": config.session_bytes,
-                "total_bytes": config.total_bytes,
-                "slots_per_segment": config.slots_per_segment,
-                "max_regions_per_client": config.max_regions_per_client,
-                "max_region_bytes": config.max_region_bytes,
-            },
+            "limits": wire.info_limits(config, max_json_body_bytes=ctx.json_body_limit),
             "engine": {**core.pool.capabilities(), "workers": core.pool.size},
             "low_latency": _low_latency_status(ctx),
         }

@@ -25,12 +25,11 @@ from ..core import ServiceCore
 from ..sessions import SessionServer
 from ..streaming import StreamOwner
 from .images import Decoded
+from ...wire import FALLBACK_HEADER
 from .regions import RegionRegistry
 
 T = TypeVar("T")
 
-#: Header a client sets on requests it sends because shared memory failed (counted in shmbridge_fallbacks_total).
-FALLBACK_HEADER = "x-shmbridge-fallback"
 #: Header naming the client for region quotas; without it the client is its remote address.
 CLIENT_HEADER = "x-shmbridge-client"
 REQUEST_ID_HEADER = "x-request-id"

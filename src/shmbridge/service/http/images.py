@@ -6,7 +6,7 @@ CPU) and hand the array to ``ServiceCore.process``. Rules kept here:
 - raw pixels are never re-encoded or copied: ``raw_view`` is a read-only numpy view of the body's buffer;
 - an encoded image's size is checked from its header, before a single pixel is decoded, so a small file
   that expands to gigabytes (a decompression bomb) is refused with 413;
-- only the formats in ``ALLOWED_FORMATS`` are ever parsed; every other input is a typed 4xx error, so
+- only the formats in ``wire.ALLOWED_FORMATS`` are ever parsed; every other input is a typed 4xx error, so
   nothing a client sends makes this module raise anything but ``ShmBridgeError``;
 - only the first frame of a multi-frame image is read, and the frames are never counted; the wall time a
   decode may take is bounded by its caller (``context.DecodeGate``, ``decode_timeout``).
@@ -29,11 +29,10 @@ from PIL import Image
 
 from ...errors import ErrorCode, FrameTooLarge, InvalidRequest, ShmBridgeError
 from ...models import PixelFormat
+from ...wire.media import ALLOWED_FORMATS, SIXTEEN_BIT_MODES, decoded_mode
 from .image_bounds import check_frame_chain
 from .sniff import header_size
 
-#: Pillow format names we parse. GIF is accepted too because the old service took it.
-ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 #: Content types of encoded images on ``POST /api/v1/ocr``. Pillow sniffs the real format; the type only
 #: says "this is an encoded image".
 IMAGE_MEDIA_TYPES = frozenset(
@@ -51,11 +50,7 @@ IMAGE_MEDIA_TYPES = frozenset(
         "image/*",
     }
 )
-RAW_MEDIA_TYPE = "application/octet-stream"
 _MAX_DIM = 1 << 31
-#: Pillow's image modes (its name for a pixel layout) that carry alpha, and its 16-bit gray ones.
-_ALPHA_LAYOUTS = frozenset({"LA", "La", "PA", "RGBa", "RGBA"})
-_SIXTEEN_BIT = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 
 #: ``check_size(height, width, channels)``: raises ``FrameTooLarge`` over the service's limits.
 SizeCheck = Callable[[int, int, int], None]
@@ -132,13 +127,8 @@ def _pixels(image: Image.Image, check_size: SizeCheck) -> Decoded:
     width, height = image.size
     if width <= 0 or height <= 0:
         raise InvalidRequest(f"the image has no pixels ({width}x{height})", code=ErrorCode.BAD_DIMENSIONS)
-    layout = image.mode
-    if layout in _ALPHA_LAYOUTS or (layout == "P" and "transparency" in image.info):
-        target, fmt = "RGBA", PixelFormat.RGBA
-    elif layout in {"L", "1", "I", "F"} or layout in _SIXTEEN_BIT:
-        target, fmt = "L", PixelFormat.GRAY
-    else:
-        target, fmt = "RGB", PixelFormat.RGB
+    mode = image.mode
+    target, fmt = decoded_mode(mode, image.info)
     check_size(height, width, fmt.channels)  # before decoding: refuse bombs while they are still small
     notes: list[str] = []
     # Never ``n_frames``: it walks every frame, and a TIFF can chain any number of them (ARCHITECTURE.md,
@@ -146,7 +136,7 @@ def _pixels(image: Image.Image, check_size: SizeCheck) -> Decoded:
     if getattr(image, "is_animated", False):
         notes.append(f"the {image.format} image has more than one frame; only the first was read")
     image.load()
-    if layout in _SIXTEEN_BIT:
+    if mode in SIXTEEN_BIT_MODES:
         pixels = (np.asarray(image).astype(np.uint16, copy=False) >> 8).astype(np.uint8)
         notes.append("16-bit samples were reduced to 8 bits")
     else:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ...errors import ErrorCode, InvalidRequest
 from ...models import OcrOptions, OcrResult, PixelFormat, Roi, TextLine, Timings
+from ...wire import options_from_fields
 
 MAX_FIELD = 1 << 48
 MAX_BATCH = 64
@@ -42,7 +43,7 @@ class OptionFields(BaseModel):
     def options(self, **stream_fields: Any) -> OcrOptions:
         """The shared options; ``stream_fields`` are a stream's (``stream``, ``keyframe``, ``delta``), which
         travel in the query, not in the body."""
-        return build_options(
+        return options_from_fields(
             recognition_level=self.recognition_level,
             languages=self.languages if self.languages is not None else ["en-US"],
             custom_words=self.custom_words or [],
@@ -64,17 +65,6 @@ StreamQuery = Annotated[
 ]
 KeyframeQuery = Annotated[bool, Query(description="With stream: read the whole frame this time")]
 DeltaQuery = Annotated[bool, Query(description="With stream: list the lines added and removed in stream.added/removed")]
-
-
-def build_options(**fields: Any) -> OcrOptions:
-    """``OcrOptions`` from loose fields; a bad value is a 400 with the field named, never a 500."""
-    try:
-        return OcrOptions(**{key: value for key, value in fields.items() if value is not None})
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        code = ErrorCode.UNKNOWN_OPTION if error["type"] == "extra_forbidden" else ErrorCode.INVALID_REQUEST
-        raise InvalidRequest(f"invalid option {where}: {error['msg']}", code=code) from None
 
 
 # -- legacy (the old service's JSON) -------------------------------------------------------------

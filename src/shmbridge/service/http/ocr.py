@@ -17,8 +17,9 @@ from fastapi import APIRouter, Header, Query, Request, Response
 
 from ...errors import ErrorCode, InvalidRequest, ShmBridgeError
 from ...models import OcrResult, PixelFormat, Roi
+from ...wire import RAW_MEDIA_TYPE, options_from_fields
 from .context import HttpContext, request_id_of, stream_owner_of, tag_request
-from .images import RAW_MEDIA_TYPE, decode_image, parse_shape, raw_view
+from .images import decode_image, parse_shape, raw_view
 from .models import (
     ERROR_RESPONSES,
     MAX_FIELD,
@@ -26,7 +27,6 @@ from .models import (
     DeltaQuery,
     KeyframeQuery,
     StreamQuery,
-    build_options,
     resolve_format,
 )
 from .render import render_png
@@ -130,7 +130,7 @@ def ocr_router(ctx: HttpContext) -> APIRouter:
             check_media(media)
             if shape_given and not raw:
                 raise InvalidRequest(f"shape parameters describe raw pixels: send them as {RAW_MEDIA_TYPE}")
-            options = build_options(
+            options = options_from_fields(
                 recognition_level=recognition_level,
                 languages=_split(languages),
                 custom_words=_split(custom_words),

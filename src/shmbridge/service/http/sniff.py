@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import struct
 
-#: Magic numbers of the formats ``images.ALLOWED_FORMATS`` parses (WebP is RIFF....WEBP, below).
+#: Magic numbers of the formats ``wire.ALLOWED_FORMATS`` parses (WebP is RIFF....WEBP, below).
 MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "PNG"),
     (b"\xff\xd8\xff", "JPEG"),

@@ -20,8 +20,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from ...errors import FrameTooLarge, InvalidRequest, UnsupportedMedia
+from ...wire.media import ALLOWED_FORMATS, RAW_MEDIA_TYPE
 from .context import read_body
-from .images import ALLOWED_FORMATS, IMAGE_MEDIA_TYPES, RAW_MEDIA_TYPE
+from .images import IMAGE_MEDIA_TYPES
 from .sniff import sniff_format
 
 MULTIPART = "multipart/form-data"
