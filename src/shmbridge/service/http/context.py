@@ -21,11 +21,11 @@ from ...config import ServiceConfig
 from ...errors import Busy, ErrorCode, FrameTooLarge, InvalidRequest, RequestTimeout, ShmBridgeError
 from ...memory import MemoryBudget
 from ...models import OcrOptions, OcrResult
+from ...wire import FALLBACK_HEADER
 from ..core import ServiceCore
 from ..sessions import SessionServer
 from ..streaming import StreamOwner
 from .images import Decoded
-from ...wire import FALLBACK_HEADER
 from .regions import RegionRegistry
 
 T = TypeVar("T")

@@ -140,7 +140,7 @@ def _pixels(image: Image.Image, check_size: SizeCheck) -> Decoded:
         pixels = (np.asarray(image).astype(np.uint16, copy=False) >> 8).astype(np.uint8)
         notes.append("16-bit samples were reduced to 8 bits")
     else:
-        if layout != target:
+        if mode != target:
             image = image.convert(target)
         pixels = np.asarray(image)
     return Decoded(pixels, fmt, image.format or "unknown", warnings=notes)
