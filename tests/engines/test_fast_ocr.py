@@ -196,7 +196,7 @@ def test_thread_budget_follows_the_cpu_affinity() -> None:
     code = (
         "import json, os, sys\n"
         "if sys.argv[1] != 'all': os.sched_setaffinity(0, {int(sys.argv[1])})\n"
-        "from shmbridge.service.core import EnginePool\n"
+        "from shmbridge.service.engine_pool import EnginePool\n"
         "pool = EnginePool('rapidocr', {'backend': 'onnxruntime'}, 1)\n"
         "print(json.dumps(pool.capabilities()['intra_op_threads'])); pool.close()\n"
     )

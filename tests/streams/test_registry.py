@@ -19,7 +19,7 @@ from shmbridge.errors import (
     error_from_code,
 )
 from shmbridge.models import PixelFormat
-from shmbridge.service.core import EnginePool
+from shmbridge.service.engine_pool import EnginePool
 from shmbridge.streams import engine_reader
 from shmbridge.streams.registry import StreamLimits, StreamOwner, StreamRegistry, check_name
 

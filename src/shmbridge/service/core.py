@@ -43,8 +43,6 @@ from .engine_pool import EnginePool, EngineWork
 from .metrics import Metrics
 from .streaming import StreamOwner, StreamReads, stream_in_frame
 
-__all__ = ["EnginePool", "EngineWork", "ServiceCore"]
-
 log = logging.getLogger("shmbridge.core")
 
 
