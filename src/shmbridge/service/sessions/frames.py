@@ -1,45 +1,40 @@
-"""A session's frames in the service's terms: a request's options as the shared model, and the answers.
+"""A session's frames out, through its ``wire.Connection``: RESULT, ERROR and every other event.
 
-Owns the one translation of an OCR_REQUEST's options dict and region struct into ``OcrOptions`` (an
-unknown key is an error, never ignored; a region of interest travels only in the struct) and the
-encoding of RESULT and ERROR frames. Pure functions: it must never touch a socket or a session's state.
+Owns turning what a session answers into bytes, with the connection's state moving as each goes out, and
+the one frame written before any connection exists (a refusal at accept). Once the service has said its
+last word to a client (BYE, or an ERROR about the connection) a late answer has no frame: these return
+``None`` and the session writes nothing. Pure functions: they must never touch a socket.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import ValidationError
-
-from ... import protocol as p
-from ...errors import ErrorCode, InvalidRequest, ShmBridgeError
-from ...models import DEFAULT_OPTIONS, OcrOptions, OcrResult, Roi
+from ... import wire
+from ...errors import SessionClosed, ShmBridgeError
+from ...models import OcrResult
 
 
-def result_frame(request_id: int, result: OcrResult) -> bytes:
-    """A RESULT frame, the result serialised once by pydantic's own JSON serialiser."""
-    return p.encode_result_json(request_id, result.model_dump_json().encode())
-
-
-def error_frame(request_id: int, exc: ShmBridgeError) -> bytes:
-    return p.encode(p.Error(request_id, exc.code, exc.message, getattr(exc, "retry_after", None)))
-
-
-def request_options(event: p.OcrRequest) -> OcrOptions:
-    """Request options as the shared model; unknown keys are an error, never ignored."""
-    if not event.options and event.roi is None:
-        return DEFAULT_OPTIONS
-    fields: dict[str, Any] = dict(event.options)
-    if "roi" in fields:
-        raise InvalidRequest("the region of interest travels in the request struct, not in options",
-                             code=ErrorCode.UNKNOWN_OPTION)  # fmt: skip
+def event_frame(conn: wire.Connection, event: wire.Event) -> bytes | None:
+    """The frame of ``event`` (the connection's state moves with it), or ``None`` after the last word."""
     try:
-        if event.roi is not None:
-            x, y, w, h = event.roi
-            fields["roi"] = Roi(x=x, y=y, width=w, height=h)
-        return OcrOptions(**fields)
-    except ValidationError as exc:
-        unknown = [".".join(map(str, e["loc"])) for e in exc.errors() if e["type"] == "extra_forbidden"]
-        if unknown:
-            raise InvalidRequest(f"unknown option(s): {', '.join(unknown)}", code=ErrorCode.UNKNOWN_OPTION) from None
-        raise InvalidRequest(f"invalid options: {exc.errors()[0]['msg']}") from None
+        return conn.send(event)
+    except SessionClosed:
+        return None
+
+
+def result_frame(conn: wire.Connection, request_id: int, result: OcrResult) -> bytes | None:
+    """A RESULT frame, the result serialised once by pydantic's own JSON serialiser; ``None`` after the
+    last word."""
+    try:
+        return conn.send_result_json(request_id, result.model_dump_json().encode())
+    except SessionClosed:
+        return None
+
+
+def error_frame(conn: wire.Connection, request_id: int, exc: ShmBridgeError) -> bytes | None:
+    """An ERROR frame for ``exc`` (request id 0: about the connection, which it ends)."""
+    return event_frame(conn, wire.Error.of(request_id, exc))
+
+
+def refusal_frame(exc: ShmBridgeError) -> bytes:
+    """The ERROR a connection refused at accept gets: no session, so no connection state, exists yet."""
+    return wire.encode(wire.Error.of(0, exc))

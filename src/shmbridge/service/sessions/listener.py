@@ -27,7 +27,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ... import protocol as p
+from ... import wire
 from ...config import ServiceConfig
 from ...errors import Busy, ShmBridgeError
 from ...memory import MemoryBudget, Segment, SessionMemory
@@ -35,7 +35,7 @@ from ...unixsock import PeerCredentials, prepare_socket_path, set_send_timeout
 from ..core import ServiceCore
 from ..fd_budget import Descriptors
 from ..wakeups import OFF_STATUS, CpuWakeupHold
-from .frames import error_frame
+from .frames import refusal_frame
 from .pending import PendingConnections
 from .place import SessionPlace
 from .session import Session
@@ -110,7 +110,7 @@ class SessionServer:
                 self.fds.connections.take("connection")
             except ShmBridgeError as exc:  # refused at once, from the reserve: a thread costs more than this
                 with contextlib.suppress(OSError):
-                    conn.send(error_frame(0, exc))
+                    conn.send(refusal_frame(exc))
                 conn.close()
                 continue
             try:
@@ -171,17 +171,7 @@ class SessionServer:
         return dict(OFF_STATUS) if self.wakeups is None else self.wakeups.status()
 
     def limits(self) -> dict[str, Any]:
-        c = self.config
-        return {
-            "max_frame_bytes": c.max_frame_bytes,
-            "max_pixels": c.max_pixels,
-            "session_bytes": c.session_bytes,
-            "slots_per_segment": c.slots_per_segment,
-            "max_control_frame": c.max_control_frame,
-            "max_in_flight": c.in_flight_limit,
-            "request_timeout": c.request_timeout,
-            "max_segments_per_session": c.max_segments_per_session,
-        }
+        return wire.welcome_limits(self.config)
 
     # -- what a session asks of the service (any thread unless said) ---------------------------------
 
@@ -202,9 +192,9 @@ class SessionServer:
         """A session's place under ``max_sessions``, counted in ``shmbridge_sessions``."""
         return SessionPlace(self.budget, self.core.metrics.sessions)
 
-    def welcome(self, request_id: int, version: int, session_id: str) -> p.Welcome:
+    def welcome(self, request_id: int, version: int, session_id: str) -> wire.Welcome:
         """The WELCOME a session sends: its id, the service's limits and the engine's capabilities."""
-        return p.Welcome(request_id, version, session_id, limits=self.limits(), engine=self.core.pool.capabilities())
+        return wire.Welcome(request_id, version, session_id, limits=self.limits(), engine=self.core.pool.capabilities())
 
     def allocate(self, memory: SessionMemory, frame_bytes: int, slots: int) -> Segment:
         """A new segment of ``memory``, created on the allocator's thread; the caller blocks for it.

@@ -35,14 +35,14 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ... import protocol as p
+from ... import wire
 from ...errors import ErrorCode, PeerRejected, ProtocolError, RequestTimeout, ServiceUnavailable, ShmBridgeError
 from ...models import OcrOptions, PixelFormat
 from ...unixsock import peer_credentials, set_recv_timeout
 from ..streaming import StreamOwner
 from ..waiting import wait_until
 from .ending import drain_requests, release_memory
-from .frames import error_frame, request_options, result_frame
+from .frames import error_frame, event_frame, result_frame
 
 if TYPE_CHECKING:
     from .listener import SessionServer
@@ -55,6 +55,7 @@ _RECV = 64 * 1024  # control frames are small; one read takes many pipelined req
 _SESSION_WAIT = 0.2  # seconds a HELLO waits for a session that is ending to give its place back
 _LINGER = 1.0  # seconds a refused peer may still read the reason before the socket closes
 _HELLO_BYTES = 16 * 1024  # what a connection may send before its WELCOME: a HELLO is a few dozen bytes
+_UNWELCOMED = frozenset({wire.State.AWAIT_HELLO, wire.State.AWAIT_WELCOME})  # before WELCOME went out
 
 
 @dataclass(slots=True)
@@ -85,7 +86,7 @@ class Session:
         self.sock = sock
         self.id = uuid.uuid4().hex[:12]
         self.stream_owner = StreamOwner("session", self.id)  # its screen streams end with it
-        self.conn = p.ServerConnection(config.max_control_frame)
+        self.conn = wire.Connection(wire.Role.SERVICE, config.max_control_frame)
         self.memory = server.new_memory()
         self._hello_deadline = time.monotonic() + config.request_timeout  # from accept, not from the last byte
         self._loop = asyncio.get_running_loop()
@@ -103,11 +104,11 @@ class Session:
     def shed(self, reason: ShmBridgeError) -> None:
         """Called on the loop: end a connection that is still waiting for its WELCOME, telling it why.
         Before WELCOME the service has written nothing, so this small write cannot block."""
-        if self.conn.state is not p.State.AWAIT_HELLO:  # welcomed meanwhile (it settles before WELCOME)
+        if self.conn.state not in _UNWELCOMED:  # welcomed meanwhile (it settles before WELCOME)
             return
         self.flags.shed = reason
         log.info("session %s: %s: %s", self.id, reason.code.name, reason.message)
-        self.writer.send(error_frame(0, reason))
+        self._send(error_frame(self.conn, 0, reason))
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
 
@@ -163,7 +164,7 @@ class Session:
         receive timeout, ``SO_RCVTIMEO``) only for what is left of that deadline, so a peer sending one
         byte now and then is cut off on time. It may send at most ``_HELLO_BYTES`` before its WELCOME."""
         timeout = self._config.request_timeout
-        while self.conn.state is p.State.AWAIT_HELLO:
+        while self.conn.state in _UNWELCOMED:
             remaining = self._hello_deadline - time.monotonic()
             if remaining <= 0:
                 return self._fatal(RequestTimeout(f"no whole HELLO within {timeout}s of connecting"))
@@ -183,7 +184,7 @@ class Session:
                 return ended
             if not data:
                 return "client closed the connection"
-            if self.conn.state is p.State.AWAIT_HELLO and self.conn.decoder.pending > _HELLO_BYTES:
+            if self.conn.state in _UNWELCOMED and self.conn.decoder.pending > _HELLO_BYTES:
                 return self._fatal(ProtocolError(f"more than {_HELLO_BYTES} bytes without a whole HELLO",
                                                  code=ErrorCode.FRAME_TOO_LARGE))  # fmt: skip
         with contextlib.suppress(OSError):
@@ -205,27 +206,26 @@ class Session:
             if event is None:
                 return None
             try:
-                if isinstance(event, p.OcrRequest):
+                if isinstance(event, wire.OcrRequest):
                     self._on_ocr(event)
-                elif isinstance(event, p.Alloc):
+                elif isinstance(event, wire.Alloc):
                     self._on_alloc(event)
-                elif isinstance(event, p.Hello):
+                elif isinstance(event, wire.Hello):
                     self._on_hello(event)
-                elif isinstance(event, p.Bye):
+                elif isinstance(event, wire.Bye):
                     return f"client said bye: {event.reason}" if event.reason else "client said bye"
             except ShmBridgeError as exc:  # connection-level: HELLO refused (limit, version)
                 return self._fatal(exc)
 
-    def _on_hello(self, event: p.Hello) -> None:
-        version = p.negotiate(event.versions)
+    def _on_hello(self, event: wire.Hello) -> None:
+        version = wire.negotiate(event.versions)
         # SessionLimitExceeded ends the session with a clear code, after a short wait for a place.
         self.place.take(wait=_SESSION_WAIT)
         welcome = self.server.welcome(event.request_id, version, self.id)
         self.server.settle(self)  # before WELCOME goes out, so a welcomed session is never shed
-        self.writer.send(p.encode(welcome))
-        self.conn.welcomed()
+        self._send(self.conn.send(welcome))  # requests may flow from here on
 
-    def _on_alloc(self, event: p.Alloc) -> None:
+    def _on_alloc(self, event: wire.Alloc) -> None:
         try:
             slots = event.slots or self._config.slots_per_segment
             segment = self.server.allocate(self.memory, event.frame_bytes, slots)
@@ -236,13 +236,14 @@ class Session:
             self._write_error(event.request_id, ServiceUnavailable("the service is shutting down",
                                                                    code=ErrorCode.SHUTTING_DOWN))  # fmt: skip
             return
-        frame = p.encode(p.SegmentGranted(event.request_id, segment.id, segment.slot_size, segment.slot_count))
-        self.writer.send(frame, segment.fd)
+        frame = event_frame(self.conn, wire.SegmentGranted(event.request_id, segment.id, segment.slot_size,
+                                                           segment.slot_count))  # fmt: skip
+        self._send(frame, segment.fd)
         segment.drop_fd()  # the client has its own now; the mapping keeps the service's: one fd per segment
 
-    def _on_ocr(self, event: p.OcrRequest) -> None:
+    def _on_ocr(self, event: wire.OcrRequest) -> None:
         try:
-            options = request_options(event)
+            options = wire.options_of(event)
             segment = self.memory.segment(event.segment)
             view = segment.image_view(event.slot, event.offset, event.height, event.width, event.channels, event.pitch)
             self.memory.lend(event.segment, event.slot)
@@ -271,7 +272,7 @@ class Session:
         except ShmBridgeError as exc:
             self._write_error(event.request_id, exc)
         else:
-            self.writer.send(result_frame(event.request_id, result))
+            self._send(result_frame(self.conn, event.request_id, result))
         finally:
             del view
             self.memory.give_back(event.segment, event.slot)
@@ -282,7 +283,7 @@ class Session:
         The half-close and the linger let a client that is still writing (its HELLO, say) read the reason
         instead of hitting a broken pipe."""
         log.info("session %s: %s: %s", self.id, exc.code.name, exc.message)
-        self.writer.send(error_frame(getattr(exc, "request_id", None) or 0, exc))
+        self._send(error_frame(self.conn, getattr(exc, "request_id", None) or 0, exc))
         deadline = time.monotonic() + _LINGER
         with contextlib.suppress(OSError):  # TimeoutError included: the linger is over
             self.sock.shutdown(socket.SHUT_WR)
@@ -293,14 +294,24 @@ class Session:
         return f"{exc.code.name}: {exc.message}"
 
     def _write_error(self, request_id: int, exc: ShmBridgeError) -> None:
-        self.writer.send(error_frame(request_id, exc))
+        self._send(error_frame(self.conn, request_id, exc))
+
+    def _send(self, frame: bytes | None, fd: int | None = None) -> None:
+        """Write ``frame`` now, unless the service has said its last word (no frame: nothing goes out)."""
+        if frame is not None:
+            self.writer.send(frame, fd)
+
+    def _post(self, frame: bytes | None) -> None:
+        """Queue ``frame`` for the writer job, unless the service has said its last word."""
+        if frame is not None:
+            self.writer.post(frame)
 
     def _is_finishing(self) -> bool:
         return self.flags.finishing
 
     # -- on the loop: blocking engines ---------------------------------------------------------------
 
-    async def _ocr_in_pool(self, event: p.OcrRequest, view: Any, fmt: PixelFormat, options: OcrOptions) -> None:
+    async def _ocr_in_pool(self, event: wire.OcrRequest, view: Any, fmt: PixelFormat, options: OcrOptions) -> None:
         segment_id, slot = event.segment, event.slot
         try:
             result = await self.core.process(
@@ -313,11 +324,11 @@ class Session:
                 stream_owner=self.stream_owner,
             )
         except ShmBridgeError as exc:
-            frame = error_frame(event.request_id, exc)
+            frame = error_frame(self.conn, event.request_id, exc)
         else:
-            frame = result_frame(event.request_id, result)
+            frame = result_frame(self.conn, event.request_id, result)
         del view
-        self.writer.post(frame)  # written by the session's writer job: a slow reader must not stall the loop
+        self._post(frame)  # written by the session's writer job: a slow reader must not stall the loop
 
     def _pending_done(self, future: concurrent.futures.Future[None]) -> None:
         self._pending.discard(future)
@@ -352,7 +363,7 @@ class Session:
                 await wait_until(lambda: not self._thread.is_alive(), config.request_timeout + _LINGER)
             await drain_requests(self._pending, config.drain_timeout)
             if self.flags.closing:
-                self.writer.post(p.encode(p.Bye(0, self.flags.closing)))
+                self._post(event_frame(self.conn, wire.Bye(0, self.flags.closing)))
             await wait_until(self.writer.idle, _LINGER)  # replies and BYE already queued get a moment to go out
         finally:
             self.writer.close()
