@@ -23,6 +23,7 @@ import numpy as np
 from ..capture import Capture, Watcher, WatchFrame, grab_into_slot
 from ..errors import ServiceUnavailable, ShmBridgeError, TransportError
 from ..models import OcrOptions, PixelFormat, Roi, TextLine
+from .async_session import AsyncSessionClient
 from .base import (
     BaseClient,
     ClientResult,
@@ -42,7 +43,6 @@ from .base import (
 from .diagnose import Diagnosis, diagnose_async
 from .http import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, AsyncHttpTransport, stream_path
 from .inputs import FrameRegistry, Prepared, prepare
-from .session import AsyncSessionClient
 from .shm import AsyncSessionTransport
 from .streams import AsyncClientStream
 

@@ -15,9 +15,10 @@ import numpy as np
 
 from ..errors import SessionClosed, ShmBridgeError
 from ..models import OcrResult, PixelFormat
+from .async_session import AsyncSessionClient
 from .base import OcrCall, SessionFailure, session_failure
 from .inputs import Encoded, FrameRef, Pixels, write_into
-from .session import AsyncSessionClient, SessionClient
+from .session import SessionClient
 from .slots import SessionState, SlotLease
 
 

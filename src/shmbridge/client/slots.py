@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import protocol as p
-from ..errors import ErrorCode, ProtocolError, UsageError, error_from_code
+from ..errors import ErrorCode, ProtocolError, ShmBridgeError, UsageError, error_from_code
 from ..memory import Segment, size_class
 from ..models import DEFAULT_OPTIONS, OcrOptions, OcrResult, PixelFormat
 
@@ -70,6 +70,8 @@ class SessionState:
         self.welcome: p.Welcome | None = None
         self.slots_per_segment = 4
         self.closed = False
+        #: Slots of requests that timed out, by request id: the service may still read them (see the top).
+        self.abandoned: dict[int, SlotLease] = {}
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -96,9 +98,22 @@ class SessionState:
         rid = self.next_id()
         return rid, p.encode(p.Hello(rid, p.SUPPORTED_VERSIONS, self.client_name, os.getpid()))
 
+    def welcomed(self, event: p.Event) -> None:
+        """Take the answer to HELLO: its WELCOME sizes later segments; anything else is raised as its error."""
+        if not isinstance(event, p.Welcome):
+            raise error_of(event)
+        self.welcome = event
+        self.slots_per_segment = int(event.limits.get("slots_per_segment", 4))
+
     def alloc(self, frame_bytes: int) -> tuple[int, bytes]:
         rid = self.next_id()
         return rid, p.encode(p.Alloc(rid, frame_bytes, self.slots_per_segment))
+
+    @staticmethod
+    def granted(event: p.Event) -> None:
+        """Check the answer to ALLOC (``feed`` attached its segment already); anything else is raised."""
+        if not isinstance(event, p.SegmentGranted):
+            raise error_of(event)
 
     def submission(
         self,
@@ -188,6 +203,17 @@ class SessionState:
         wanted = size_class(nbytes)
         return any(size >= wanted for size in self.free)
 
+    def abandon(self, rid: int, lease: SlotLease) -> None:
+        """Request ``rid`` timed out: its slot stays with the service until the late reply (``reclaim``)."""
+        self.abandoned[rid] = lease
+        lease.released = True
+
+    def reclaim(self, rid: int) -> SlotLease:
+        """The slot of an abandoned request whose late reply came: the caller's again, to give back."""
+        lease = self.abandoned.pop(rid)
+        lease.released = False
+        return lease
+
     def give_back(self, lease: SlotLease) -> None:
         if lease.released:
             raise UsageError("this slot lease was already returned")
@@ -242,7 +268,8 @@ def copy_reordered(source: np.ndarray, out: np.ndarray, source_format: PixelForm
         out[:, :, index] = src[:, :, source_format.value.index(channel)]
 
 
-def error_of(event: p.Event) -> Exception:
+def error_of(event: p.Event) -> ShmBridgeError:
+    """The typed error an ERROR frame carries; any other frame where an answer was due is a protocol error."""
     if isinstance(event, p.Error):
         return error_from_code(event.code, event.message, retry_after=event.retry_after)
     return ProtocolError(f"unexpected {type(event).__name__} frame", code=ErrorCode.UNEXPECTED_FRAME)
