@@ -21,9 +21,9 @@ from pydantic import BaseModel
 from ..environment import SOCKET_VARIABLE
 from ..errors import PeerRejected, ShmBridgeError
 from ..protocol import Welcome
-from .async_session import AsyncSessionClient
 from .base import socket_from_info
 from .session import SessionClient
+from .session_async import AsyncSessionClient
 
 if TYPE_CHECKING:
     from .async_client import AsyncClient

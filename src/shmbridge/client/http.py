@@ -35,8 +35,9 @@ from ..errors import (
 )
 from ..models import OcrOptions, OcrResult
 from ..streams.registry import check_name
-from .base import OcrCall, RetryPolicy, Timeouts, retry_after_seconds
+from .base import OcrCall, retry_after_seconds
 from .inputs import http_body
+from .policy import RetryPolicy, Timeouts
 
 OCR_PATH = "/api/v1/ocr"
 #: The bearer token a service may require (``Authorization: Bearer``); the service reads the same variable.

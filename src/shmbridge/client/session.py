@@ -4,7 +4,7 @@ It is safe to share between threads: whichever waiting thread finds nobody readi
 hands other threads' replies to them under one condition (no extra thread, so a single caller pays no
 thread hop), polling the socket briefly before it sleeps in ``select`` (``client.spin``). That waiting is
 all this module owns: what a session knows and decides is ``session_base.SessionBase``, shared with the
-asyncio twin ``async_session.AsyncSessionClient`` (importable from here too). It must never decide about
+asyncio twin ``session_async.AsyncSessionClient`` (importable from here too). It must never decide about
 fallback or reconnects (the high-level clients do), and never hold a lock while blocked on the socket.
 
 Zero-copy path::
@@ -33,7 +33,7 @@ from .. import protocol as p
 from ..errors import RequestTimeout, SessionClosed, ShmBridgeError
 from ..models import OcrOptions, OcrResult, PixelFormat
 from ..unixsock import recv_with_fds
-from .async_session import AsyncSessionClient
+from .session_async import AsyncSessionClient
 from .session_base import BYE, DEFAULT_TIMEOUT, RECV_BYTES, SessionBase, frame_bytes
 from .slots import SlotLease, copy_into, format_of
 from .spin import DEFAULT_SPIN, SpinWindow

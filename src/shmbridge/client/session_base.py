@@ -1,6 +1,6 @@
 """What both low-level session clients share, without waiting: ``SessionBase`` and the session's errors.
 
-``session.SessionClient`` (blocking) and ``async_session.AsyncSessionClient`` (asyncio) differ only in how
+``session.SessionClient`` (blocking) and ``session_async.AsyncSessionClient`` (asyncio) differ only in how
 they wait: the blocking one reads the socket from whichever thread waits (polling first, then ``select``)
 and hands replies over under a condition; the asyncio one runs a reader task and resolves futures. The rest
 lives here once, on top of ``slots.SessionState`` (requests, replies, slots):
