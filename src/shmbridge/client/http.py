@@ -7,7 +7,8 @@ top, which both transports share; the two classes differ only in how they wait.
 Retries follow ``RetryPolicy``: only idempotent requests (every request this module sends: OCR and GETs),
 only when the service or the path to it is temporarily unavailable (connection refused or lost, 503), within
 the call's time budget, honouring ``Retry-After``. A read timeout is not retried: the service may still be
-working on it. No httpx exception escapes: each becomes the ``errors`` type that says what happened.
+working on it. No httpx exception escapes: each becomes the ``errors`` type that says what happened. This
+module must never decide about fallback or the session (the shell does).
 """
 
 from __future__ import annotations

@@ -191,8 +191,10 @@ class SessionClient(SessionBase):
                 raise SessionClosed("the session is not connected")
             try:
                 sock.sendall(data)
+                return
             except OSError as exc:
-                raise self._send_failed(exc) from exc
+                failed = exc
+        raise self._send_failed(failed) from failed  # after the send lock: _fail takes the condition
 
     def _wait(self, rid: int, deadline: float) -> p.Event:
         """Block until the reply to ``rid`` arrives; read the socket if no other thread is reading."""

@@ -6,7 +6,8 @@ the decoding of the service's frames (fds that arrive with SEGMENT frames are ma
 
 Who owns a slot, at any moment, is exactly one of: the free list, a caller (a ``SlotLease``), or the
 service (from submit to reply). A slot whose request timed out stays with the service until its late
-reply arrives, so the client never writes into pixels the service may still be reading.
+reply arrives, so the client never writes into pixels the service may still be reading. This module must
+never touch a socket, take a lock or wait (the session clients do).
 """
 
 from __future__ import annotations
