@@ -62,13 +62,14 @@ def test_an_abandoned_slot_stays_the_services_until_its_late_reply() -> None:
     ledger.submitted(lease)
     ledger.abandon(7, lease)
     assert lease.owner is Owner.SERVICE and ledger.take(1000) is None
-    assert not ledger.late_reply(8)
-    assert ledger.late_reply(7) and lease.owner is Owner.FREE
-    assert not ledger.late_reply(7)
+    assert ledger.reclaim(8) is None
+    assert ledger.reclaim(7) is lease and lease.owner is Owner.CALLER
+    ledger.give_back(lease)
+    assert lease.owner is Owner.FREE and ledger.reclaim(7) is None
     assert _take(ledger).key == (1, 0)
     other = Lease((2, 0), owner=Owner.SERVICE)
     ledger.abandon(9, other, replied=True)  # the reply came in before the caller gave up
-    assert other.owner is Owner.CALLER and not ledger.late_reply(9)
+    assert other.owner is Owner.CALLER and ledger.reclaim(9) is None
 
 
 def test_the_smallest_fitting_class_is_taken_and_a_closed_ledger_takes_nothing_back() -> None:

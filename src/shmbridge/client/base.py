@@ -1,10 +1,13 @@
 """What ``Client`` and ``AsyncClient`` share, with no I/O: configuration, lifecycle, options, results, policy.
 
-The two shells (``sync_client.Client``, ``async_client.AsyncClient``) differ only in how they wait. Everything
-they decide lives here once:
+The two clients (``sync_client.Client``, ``async_client.AsyncClient``) make their calls in one shell written
+once (``shell_async``, generated into ``shell``) and differ only in how they wait. Everything they decide
+lives here once:
 
+- the configuration (``BaseClient.__init__``: URL, socket, mode, timeouts, retries, from arguments or the
+  environment);
 - the lifecycle (``Lifecycle``: unopened → opened → closed) and the ``UsageError`` for a closed client;
-- ``RetryPolicy`` (HTTP retries, and the reconnect backoff) and ``BackoffClock`` (when to try the session again);
+- when to try the session again (``BackoffClock`` over ``RetryPolicy``, both in ``policy``);
 - which session failures HTTP may serve (``session_failure``) and what a result is labelled with
   (``communication_mode``):
 
@@ -28,14 +31,13 @@ import enum
 import logging
 import math
 import os
-import random
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..capture.screen import Capture, Screens
+from ..capture.screen import Screens
 from ..environment import SOCKET_VARIABLE, socket_from_environment, url_from_environment
 from ..errors import (
     Busy,
@@ -48,10 +50,11 @@ from ..errors import (
     TransportError,
     UsageError,
 )
-from ..models import OcrOptions, OcrResult, PixelFormat
+from ..models import OcrOptions, OcrResult
 from ..wire import Welcome
 from ..wire import options_from_fields as build_options  # noqa: F401  (the clients' name for it)
-from .inputs import Prepared
+from .inputs import FrameRegistry, Prepared
+from .policy import BackoffClock, RetryPolicy, Timeouts
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 SOCKET_ENV = SOCKET_VARIABLE  # the service's name; the old SHMBRIDGE_SOCKET still works, with a warning
@@ -75,83 +78,6 @@ class Mode(enum.StrEnum):
     HTTP = "http"  # HTTP only: never opens a session
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How often and how patiently to retry.
-
-    ``attempts`` counts HTTP tries per call (the first included), made only for what the service says is
-    temporarily unavailable (connection refused or lost, 503 with or without ``Retry-After``), and only for
-    idempotent requests. The wait before retry *n* is ``backoff * 2**(n-1)``, capped at ``max_backoff``,
-    stretched or shrunk by up to ``jitter`` (a fraction) so clients do not retry in lockstep; a
-    ``Retry-After`` from the service is honoured when longer. A lost session is reconnected with the same
-    backoff, without an attempt limit.
-    """
-
-    attempts: int = 3
-    backoff: float = 0.1
-    max_backoff: float = 2.0
-    jitter: float = 0.2
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("attempts counts the first try too: at least 1")
-        if self.backoff < 0 or self.max_backoff < self.backoff:
-            raise ValueError("need 0 <= backoff <= max_backoff")
-        if not 0 <= self.jitter <= 1:
-            raise ValueError("jitter is a fraction between 0 and 1")
-
-    def delay(self, failures: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after ``failures`` consecutive failures (1 = the first)."""
-        base = min(self.max_backoff, self.backoff * 2 ** max(0, failures - 1))
-        wait = base * (1 + random.uniform(-self.jitter, self.jitter))
-        return max(wait, retry_after or 0.0)
-
-
-class BackoffClock:
-    """When the next attempt to (re)open the session is due. Thread-safe (a lock, never a wait)."""
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self.policy = policy
-        self.failures = 0
-        self._next_at = 0.0
-        self._lock = threading.Lock()
-
-    def due(self) -> bool:
-        return time.monotonic() >= self._next_at
-
-    def remaining(self) -> float:
-        return max(0.0, self._next_at - time.monotonic())
-
-    def failed(self) -> float:
-        """Record a failure; returns the seconds until the next attempt."""
-        with self._lock:
-            self.failures += 1
-            wait = self.policy.delay(self.failures)
-            self._next_at = time.monotonic() + wait
-            return wait
-
-    def succeeded(self) -> None:
-        with self._lock:
-            self.failures = 0
-            self._next_at = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Timeouts:
-    """Seconds. ``request`` bounds one call over HTTP (retries included); ``session`` bounds waiting for a
-    slot and for the reply on the session (default: ``request``), after which the session counts as broken
-    and the call goes over HTTP with a fresh ``request`` budget; ``connect`` bounds opening a connection,
-    the session handshake and service discovery."""
-
-    request: float = 30.0
-    connect: float = 2.0
-    session: float | None = None
-
-    @property
-    def session_timeout(self) -> float:
-        return self.request if self.session is None else self.session
-
-
 class ClientResult(OcrResult):
     """An ``OcrResult`` plus how it travelled and how long the caller waited.
 
@@ -163,9 +89,10 @@ class ClientResult(OcrResult):
     total_time_ms: float = 0.0
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(slots=True, eq=False)
 class OcrCall:
-    """One OCR call as both transports take it."""
+    """One OCR call as both transports take it (not frozen: one is built per call, and a frozen dataclass
+    sets each field through ``object.__setattr__``)."""
 
     image: Prepared
     options: OcrOptions
@@ -260,6 +187,8 @@ class BaseClient:
         timeout: float | Timeouts = 30.0,
         retry: RetryPolicy | None = None,
     ) -> None:
+        """``url`` defaults to ``$SHMBRIDGE_URL``, else ``http://127.0.0.1:8080``; ``socket`` to
+        ``$SHMBRIDGE_SOCKET_PATH``, else the socket the service advertises."""
         #: ``url``, else ``$SHMBRIDGE_URL``, else ``DEFAULT_URL``.
         self.url = (url_from_environment(DEFAULT_URL) if url is None else url).rstrip("/")
         self.mode = Mode(mode)
@@ -280,6 +209,13 @@ class BaseClient:
         self._discovered_none = False
         self._warned: set[str] = set()  # fallback reasons already logged
         self._screens = Screens()
+        self._frames = FrameRegistry()  # the slots lent through frame(), to send their arrays by reference
+        self._lock = threading.Lock()  # the lifecycle and the session reference; never held across a wait
+        self._make_transports()
+
+    def _make_transports(self) -> None:
+        """Each kind of client: its HTTP transport, no session yet, and its connect lock (nothing opens)."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.url} mode={self.mode.value} {self.state.value}>"
@@ -347,14 +283,6 @@ class BaseClient:
 def fallback_warning(error: ShmBridgeError) -> str:
     """The result warning for a call that went over HTTP because of ``error``."""
     return f"shared memory not used, sent over HTTP: {error.message}"
-
-
-def unwrap_capture(image: Any, pixel_format: PixelFormat | str | None) -> tuple[Any, Any, tuple[str, ...]]:
-    """``(array, pixel_format, warnings)`` of a ``Capture`` (its frame, BGRA, and why it was copied, if it
-    was); anything else passes through with no warnings."""
-    if isinstance(image, Capture):
-        return image.array, image.pixel_format, image.warnings
-    return image, pixel_format, ()
 
 
 def with_warnings(result: ClientResult, warnings: tuple[str, ...]) -> ClientResult:

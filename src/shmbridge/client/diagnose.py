@@ -22,7 +22,8 @@ from ..environment import SOCKET_VARIABLE
 from ..errors import PeerRejected, ShmBridgeError
 from ..wire import Welcome
 from .base import socket_from_info
-from .session import AsyncSessionClient, SessionClient
+from .session import SessionClient
+from .session_async import AsyncSessionClient
 
 if TYPE_CHECKING:
     from .async_client import AsyncClient

@@ -7,7 +7,8 @@ top, which both transports share; the two classes differ only in how they wait.
 Retries follow ``RetryPolicy``: only idempotent requests (every request this module sends: OCR and GETs),
 only when the service or the path to it is temporarily unavailable (connection refused or lost, 503), within
 the call's time budget, honouring ``Retry-After``. A read timeout is not retried: the service may still be
-working on it. No httpx exception escapes: each becomes the ``errors`` type that says what happened.
+working on it. No httpx exception escapes: each becomes the ``errors`` type that says what happened. This
+module must never decide about fallback or the session (the shell does).
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from ..errors import (
 from ..models import OcrOptions, OcrResult
 from ..streams.registry import check_name
 from ..wire import FALLBACK_HEADER, roi_text
-from .base import OcrCall, RetryPolicy, Timeouts, retry_after_seconds
+from .base import OcrCall, retry_after_seconds
 from .inputs import http_body
+from .policy import RetryPolicy, Timeouts
 
 OCR_PATH = "/api/v1/ocr"
 #: The bearer token a service may require (``Authorization: Bearer``); the service reads the same variable.

@@ -7,7 +7,8 @@ read-write), and their slots' ``wire.SlotLedger`` (fds that arrive with SEGMENT 
 
 Who owns a slot, at any moment, is exactly one ``wire.Owner``: the free list, a caller (a ``SlotLease``),
 or the service (from submit to reply). A slot whose request timed out stays with the service until its
-late reply arrives, so the client never writes into pixels the service may still be reading.
+late reply arrives, so the client never writes into pixels the service may still be reading. This
+module must never touch a socket, take a lock or wait (the session clients do).
 """
 
 from __future__ import annotations
@@ -112,6 +113,13 @@ class SessionState:
         rid = self.next_id()
         return rid, self.conn.send(p.Hello(rid, p.SUPPORTED_VERSIONS, self.client_name, os.getpid()))
 
+    @staticmethod
+    def welcomed(event: p.Event) -> None:
+        """Check the answer to HELLO (``feed`` took the WELCOME's limits already); anything else is raised
+        as its error."""
+        if not isinstance(event, p.Welcome):
+            raise error_of(event)
+
     def alloc(self, frame_bytes: int) -> tuple[int, bytes]:
         rid = self.next_id()
         return rid, self.conn.send(p.Alloc(rid, frame_bytes, self.slots_per_segment))
@@ -119,6 +127,12 @@ class SessionState:
     def bye(self) -> bytes:
         """The client's BYE, or nothing when it has said its last word already."""
         return self.conn.send(p.Bye(0, "client closed")) if self.conn.may_send(p.Bye) else b""
+
+    @staticmethod
+    def granted(event: p.Event) -> None:
+        """Check the answer to ALLOC (``feed`` attached its segment already); anything else is raised."""
+        if not isinstance(event, p.SegmentGranted):
+            raise error_of(event)
 
     def submission(
         self,
@@ -206,6 +220,16 @@ class SessionState:
 
     def has_class_for(self, nbytes: int) -> bool:
         return self.ledger.has_class_for(nbytes)
+
+    def abandon(self, rid: int, lease: SlotLease, replied: bool = False) -> None:
+        """Request ``rid`` timed out: unless its reply came meanwhile (``replied``), the slot stays the
+        service's until the late reply (``reclaim``)."""
+        self.ledger.abandon(rid, lease, replied)
+
+    def reclaim(self, rid: int) -> SlotLease | None:
+        """The slot of an abandoned request whose late reply came, the caller's again to give back; ``None``
+        when ``rid`` was not abandoned (its reply is awaited)."""
+        return self.ledger.reclaim(rid)  # type: ignore[return-value]  # the ledger holds what it was given
 
     def give_back(self, lease: SlotLease) -> None:
         self.ledger.give_back(lease)

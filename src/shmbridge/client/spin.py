@@ -9,6 +9,7 @@ Polling pays only when the reply comes soon, so the window follows the rule of t
 governor: a reply that came within the limit grows the window (doubling, from ``GROW_START``), one that
 came later shrinks it (halving, to 0 below ``GROW_START``). A client of a slow engine (OCR taking
 a tenth of a second) stops polling after a few requests; a client of a fast one polls at most ``limit`` per request.
+This module must never read the socket or sleep: ``SessionClient`` does, for as long as it says.
 """
 
 from __future__ import annotations

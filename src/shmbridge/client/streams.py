@@ -1,27 +1,24 @@
-"""A client's handle on one screen stream: ``with client.stream("screen") as s: s.ocr(frame)``.
+"""The rules of a client's handle on one screen stream: ``with client.stream("screen") as s: s.ocr(frame)``.
 
-It owns the handle's rules, written once for ``Client`` and ``AsyncClient``: every frame names the
-stream; the first frame after the handle opens is a keyframe (a handle starts afresh, even where the
-service still holds an older stream of that name); the handle's options go with every frame unless a
-call gives its own. Closing the handle frees the stream on the service at once where HTTP carried it
-(``DELETE /api/v1/streams/NAME``); a session's streams are freed when the session ends.
+``StreamRules`` owns the handle's rules, written once for ``Client`` and ``AsyncClient``: every frame
+names the stream; the first frame after the handle opens is a keyframe (a handle starts afresh, even where
+the service still holds an older stream of that name); the handle's options go with every frame unless a
+call gives its own; a closed handle takes no more frames. Closing the handle frees the stream on the
+service at once where HTTP carried it (``DELETE /api/v1/streams/NAME``); a session's streams are freed
+when the session ends. The handles themselves (``AsyncClientStream`` and its generated blocking twin
+``ClientStream``) live with the calls they make, in ``shell_async.py`` and ``shell.py``.
 
 What it must never do: keep a frame or a result, or choose a transport (the client does that per call).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..streams.registry import check_name
 
-if TYPE_CHECKING:
-    from .async_client import AsyncClient
-    from .base import ClientResult
-    from .sync_client import Client
 
-
-class _StreamRules:
+class StreamRules:
     """The fields each frame of the stream is sent with."""
 
     def __init__(self, name: str, delta: bool, options: dict[str, Any]) -> None:
@@ -40,54 +37,3 @@ class _StreamRules:
         )
         self.frames += 1
         return fields
-
-
-class ClientStream(_StreamRules):
-    """A stream of frames through a ``Client``; see ``Client.stream``."""
-
-    def __init__(self, client: Client, name: str, delta: bool, options: dict[str, Any]) -> None:
-        super().__init__(name, delta, options)
-        self._client = client
-
-    def ocr(
-        self, image: Any, *, keyframe: bool = False, delta: bool | None = None, **option_fields: Any
-    ) -> ClientResult:
-        """OCR ``image`` as the stream's next frame: only what changed since the previous one is read again.
-        ``result.stream`` says what the service did; ``lines`` and ``text`` describe the whole frame."""
-        return self._client.ocr(image, **self.fields(keyframe, delta, option_fields))
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._client.close_stream(self.name)
-
-    def __enter__(self) -> ClientStream:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-class AsyncClientStream(_StreamRules):
-    """A stream of frames through an ``AsyncClient``; see ``AsyncClient.stream``."""
-
-    def __init__(self, client: AsyncClient, name: str, delta: bool, options: dict[str, Any]) -> None:
-        super().__init__(name, delta, options)
-        self._client = client
-
-    async def ocr(
-        self, image: Any, *, keyframe: bool = False, delta: bool | None = None, **option_fields: Any
-    ) -> ClientResult:
-        """OCR ``image`` as the stream's next frame (see ``ClientStream.ocr``)."""
-        return await self._client.ocr(image, **self.fields(keyframe, delta, option_fields))
-
-    async def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            await self._client.close_stream(self.name)
-
-    async def __aenter__(self) -> AsyncClientStream:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()

@@ -149,16 +149,15 @@ class SlotLedger:
         else:
             self._abandoned[request_id] = lease
 
-    def late_reply(self, request_id: int) -> bool:
-        """True when ``request_id`` was abandoned: its slot is free again and nobody waits for the reply."""
+    def reclaim(self, request_id: int) -> Lent | None:
+        """The lease of ``request_id`` if it was abandoned, the caller's again now its late reply came (the
+        session gives it back); ``None`` when nobody abandoned it."""
         if not self._abandoned:
-            return False
+            return None
         lease = self._abandoned.pop(request_id, None)
-        if lease is None:
-            return False
-        lease.owner = Owner.CALLER
-        self.give_back(lease)
-        return True
+        if lease is not None:
+            lease.owner = Owner.CALLER
+        return lease
 
     def give_back(self, lease: Lent) -> None:
         """The caller returns ``lease``: its slot is free (if its segment is still mapped)."""
