@@ -13,6 +13,7 @@ import glob
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -135,19 +136,30 @@ def check_report(report: dict[str, Any], sizes: list[Size], iceoryx_expected: bo
         _check_positive(f"services.{name}.cpu_totals", totals)
 
 
-def _leftovers() -> set[str]:
-    tmp = tempfile.gettempdir()
-    found = set(glob.glob(os.path.join(tmp, "shmb-bench-*")) + glob.glob(os.path.join(tmp, "shmb-iox-*")))
+def _leftovers(tmp: Path) -> set[str]:
+    """What a benchmark leaves behind: its temporary folders (in ``tmp``, the run's own ``TMPDIR``, so
+    another process's benchmark on the same machine cannot count) and its /dev/shm names."""
+    found = set(glob.glob(str(tmp / "shmb-bench-*")) + glob.glob(str(tmp / "shmb-iox-*")))
     return found | set(glob.glob("/dev/shm/shmb-bench-*")) | set(glob.glob("/dev/shm/shmbb*"))
 
 
 def test_quick_bench_covers_every_path_and_size(tmp_path: Path) -> None:
-    before = _leftovers()
+    # The run's own TMPDIR, short (iceoryx2 puts socket paths in it, which must fit in 108 bytes).
+    own_tmp = Path(tempfile.mkdtemp(prefix="sbt-"))
+    try:
+        _quick_bench_leaves_nothing(tmp_path, own_tmp)
+    finally:
+        shutil.rmtree(own_tmp, ignore_errors=True)
+
+
+def _quick_bench_leaves_nothing(tmp_path: Path, own_tmp: Path) -> None:
+    before = _leftovers(own_tmp)
     out = tmp_path / "out.json"
     args = [sys.executable, "-m", "shmbridge.cli", "bench", "--quick", "--no-progress",
             "--concurrency", "1,2", "--samples", "20", "--cell-time", "0.1", "--slice-time", "0.05",
             "--json", str(out), "--markdown", str(tmp_path / "out.md"), "--plots", str(tmp_path / "plots")]  # fmt: skip
-    run = subprocess.run(args, capture_output=True, text=True, timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL)
+    run = subprocess.run(args, capture_output=True, text=True, timeout=RUN_TIMEOUT, stdin=subprocess.DEVNULL,
+                         env={**os.environ, "TMPDIR": str(own_tmp)})  # fmt: skip
     assert run.returncode == 0, f"stdout:\n{run.stdout[-4000:]}\nstderr:\n{run.stderr[-4000:]}"
     report = json.loads(out.read_text())
     check_report(report, SIZES, iceoryx_expected=unavailable_reason() is None)
@@ -158,7 +170,7 @@ def test_quick_bench_covers_every_path_and_size(tmp_path: Path) -> None:
     plots = sorted((tmp_path / "plots").glob("*.png"))
     assert [p.name for p in plots] == ["latency_vs_size.png", "throughput_vs_concurrency.png"]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
-    assert _leftovers() <= before, f"left behind: {sorted(_leftovers() - before)}"
+    assert _leftovers(own_tmp) <= before, f"left behind: {sorted(_leftovers(own_tmp) - before)}"
 
 
 def test_threaded_clients_run_the_same_cells(tmp_path: Path) -> None:
