@@ -58,8 +58,13 @@ FAST_LINE_HEIGHT = 40
 #: detected downscaled (``fast``) are loose already, and more room there loses words.
 LINE_MARGIN = 1.15
 FAST_LINE_MARGIN = 1.0
-#: At most this many lines share one recognition batch (lines are grouped by shape, see line_batches).
+#: At most this many lines share one recognition batch; a batch closes when the next line (in order of
+#: shape) is more than ``BATCH_TOLERANCE`` times wider for its height than its first, and no batch is
+#: narrower than ``BATCH_FLOOR`` times its height (line_batches; RapidOCR's own batching is 6 lines,
+#: any tolerance, a floor of 320/48).
 REC_BATCH = 16
+BATCH_TOLERANCE = 1.1
+BATCH_FLOOR = 3.0
 _INSTALL = "pip install rapidocr onnxruntime (default dependencies of shmbridge)"
 
 
@@ -223,6 +228,8 @@ class RapidOcrEngine(Engine):
         fast_line_height: int = FAST_LINE_HEIGHT,
         line_margin: float = LINE_MARGIN,
         fast_line_margin: float = FAST_LINE_MARGIN,
+        batch_tolerance: float = BATCH_TOLERANCE,
+        batch_floor: float = BATCH_FLOOR,
         use_cls: bool = False,
         fit_boxes: bool = True,
         intra_op_threads: int | None = None,
@@ -234,7 +241,8 @@ class RapidOcrEngine(Engine):
         ``line_height``, ``fast_line_height``: the height lines are scaled to for recognition at each
         level (the model's own is 48; onnxruntime only, OpenVINO keeps 48); ``line_margin``,
         ``fast_line_margin``: room added above and below each line crop, as a factor of its height;
-        ``rec_batch``: at most this many lines per recognition batch; ``backend``: ``onnxruntime`` or
+        ``rec_batch``, ``batch_tolerance``, ``batch_floor``: how lines are batched for recognition (see
+        ``line_batches.BatchPlan``); ``backend``: ``onnxruntime`` or
         ``openvino`` (default: ``backends.default_backend()``); ``fit_boxes``: shrink detector boxes to
         the ink (see ``fit_to_ink``); ``intra_op_threads``: inference threads per instance (the service
         sets it from the thread budget; 0: the runtime's own choice, a thread per core); ``use_cls``: must
@@ -251,8 +259,9 @@ class RapidOcrEngine(Engine):
             raise ValueError("use_cls is not supported: the angle classifier flips UI lines")
         if intra_op_threads is not None and intra_op_threads < 0:
             raise ValueError(f"intra_op_threads must be 0 (the runtime's own choice) or more, not {intra_op_threads}")
-        plans = {"accurate": BatchPlan(height=line_height, margin=line_margin, max_lines=rec_batch),
-                 "fast": BatchPlan(height=fast_line_height, margin=fast_line_margin, max_lines=rec_batch)}  # fmt: skip
+        grouping = {"max_lines": rec_batch, "tolerance": batch_tolerance, "floor": batch_floor}
+        plans = {"accurate": BatchPlan(height=line_height, margin=line_margin, **grouping),
+                 "fast": BatchPlan(height=fast_line_height, margin=fast_line_margin, **grouping)}  # fmt: skip
         chosen = require_backend(backend)
         models = locate_models(model_dir)
         try:
@@ -285,6 +294,8 @@ class RapidOcrEngine(Engine):
             "fast_line_height": fast_line_height,
             "line_margin": line_margin,
             "fast_line_margin": fast_line_margin,
+            "batch_tolerance": batch_tolerance,
+            "batch_floor": batch_floor,
             "line_height_fixed": self._pipeline.fixed_height,
             "use_cls": False,
             "fit_boxes": fit_boxes,
