@@ -126,6 +126,7 @@ def test_fast_level_changes_the_configuration(engine: RapidOcrEngine) -> None:
     fast, accurate = OcrOptions(recognition_level="fast"), OcrOptions()
     assert engine.detect_side_for(fast) < engine.detect_side_for(accurate)
     assert engine.squeeze_for(fast) <= engine.squeeze_for(accurate) == 1.0
+    assert engine.line_height_for(fast) < engine.line_height_for(accurate) == 48  # the model's height made free
     assert engine.capabilities()["recognition_levels"] == ["accurate", "fast"]
     image, truth = synthetic.button_300x60()
     output = engine.recognize(bgr(image), PixelFormat.BGR, fast)

@@ -3,7 +3,8 @@
 It owns RapidOCR's text detector and recogniser objects (built from explicit model paths, on the chosen
 backend) and the steps between them: scaling the frame down for detection, mapping the detector's boxes
 back into full-frame pixels, cutting each line's crop from the full-resolution frame (small UI text stays
-sharp), recognising the crops in batches, and timing each stage.
+sharp), recognising the crops in the batches ``line_batches`` plans (at the line height a level asks for,
+with the model's height made free by ``line_height``), and timing each stage.
 
 What it must never do:
 
@@ -15,11 +16,14 @@ What it must never do:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .line_batches import MODEL_LINE_HEIGHT, BatchPlan, batches
+from .line_height import free_height
 
 #: RapidOCR pads frames this thin (or this much wider than tall) before detection, as RapidOCR does.
 _MIN_HEIGHT = 30
@@ -93,7 +97,9 @@ def engine_params(
 class TwoResolutionPipeline:
     """RapidOCR's detector and recogniser with the frame handled at two resolutions."""
 
-    def __init__(self, params: dict[str, Any]) -> None:
+    def __init__(self, params: dict[str, Any], heights: frozenset[int] = frozenset({MODEL_LINE_HEIGHT})) -> None:
+        """``params``: RapidOCR's configuration keys (``engine_params``); ``heights``: the line heights
+        recognition will be asked for (any but the model's own makes its input height free)."""
         from rapidocr.ch_ppocr_det import TextDetector
         from rapidocr.ch_ppocr_rec import TextRecognizer
         from rapidocr.main import DEFAULT_CFG_PATH
@@ -108,6 +114,10 @@ class TwoResolutionPipeline:
         cfg.Rec.font_path = None
         self._detector = TextDetector(cfg.Det)
         self._recognizer = TextRecognizer(cfg.Rec)
+        #: Why lines are read at the model's height whatever a plan asks (``None``: any height works).
+        self.fixed_height: str | None = None
+        if heights != {MODEL_LINE_HEIGHT}:
+            self.fixed_height = free_height(self._recognizer, str(cfg.Rec.engine_type.value), Path(cfg.Rec.model_path))
 
     def detect(self, image: np.ndarray, longest_side: int) -> Detected:
         """Line quads of a BGR frame, detected at most ``longest_side`` wide, in full-frame pixels."""
@@ -129,14 +139,14 @@ class TwoResolutionPipeline:
             boxes = self._detector.sorted_boxes(boxes)
         return Detected(boxes=boxes, scale=det_w / padded.shape[1])
 
-    def recognize(self, image: np.ndarray, boxes: np.ndarray, squeeze: float = 1.0) -> tuple[list[str], list[float]]:
-        """Text and score of each quad, read from crops of the full-resolution ``image``.
+    def recognize(self, image: np.ndarray, boxes: np.ndarray, plan: BatchPlan,
+                  squeeze: float = 1.0) -> tuple[list[str], list[float]]:  # fmt: skip
+        """Text and score of each quad, read from crops of the full-resolution ``image`` in ``plan``'s batches.
 
         ``squeeze`` < 1 narrows each crop before recognition: the recogniser's work grows with a line's
         width at its fixed 48 px height, so a narrower crop reads faster, with fewer time steps per letter.
         """
         import cv2
-        from rapidocr.ch_ppocr_rec import TextRecInput
         from rapidocr.utils.process_img import get_rotate_crop_image
 
         if len(boxes) == 0:
@@ -147,14 +157,24 @@ class TwoResolutionPipeline:
                 cv2.resize(crop, (max(1, round(crop.shape[1] * squeeze)), crop.shape[0]), interpolation=cv2.INTER_AREA)
                 for crop in crops
             ]
-        output = self._recognizer(TextRecInput(img=crops))
-        return list(output.txts), [float(score) for score in output.scores]
+        if self.fixed_height is not None and plan.height != MODEL_LINE_HEIGHT:
+            plan = replace(plan, height=MODEL_LINE_HEIGHT)
+        texts, scores = [""] * len(crops), [0.0] * len(crops)
+        recognizer = self._recognizer
+        for batch in batches(crops, plan):
+            predictions = recognizer.session(batch.tensor)
+            lines, _words = recognizer.postprocess_op(predictions, False, wh_ratio_list=batch.ratios,
+                                                       max_wh_ratio=batch.width_ratio)  # fmt: skip
+            for index, (text, score) in zip(batch.indices, lines, strict=True):
+                texts[index], scores[index] = text, float(score)
+        return texts, scores
 
-    def __call__(self, image: np.ndarray, longest_side: int, text_score: float, squeeze: float = 1.0) -> PipelineOutput:
+    def __call__(self, image: np.ndarray, longest_side: int, text_score: float, plan: BatchPlan,
+                 squeeze: float = 1.0) -> PipelineOutput:  # fmt: skip
         started = time.perf_counter()
         detected = self.detect(image, longest_side)
         detected_at = time.perf_counter()
-        texts, scores = self.recognize(image, detected.boxes, squeeze)
+        texts, scores = self.recognize(image, detected.boxes, plan, squeeze)
         out = PipelineOutput(
             detect_s=detected_at - started, recognize_s=time.perf_counter() - detected_at, scale=detected.scale
         )
