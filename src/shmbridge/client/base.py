@@ -33,6 +33,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -135,10 +136,23 @@ def session_failure(exc: ShmBridgeError, *, waiting_for_slot: bool = False) -> S
 # -- options and results -----------------------------------------------------------------------------------
 
 
+def session_result(fields: Mapping[str, Any]) -> ClientResult:
+    """A session's RESULT fields validated once, straight into the client's result (the session's ``parse``):
+    no ``OcrResult`` to validate again. ``timed`` adds ``total_time_ms``."""
+    return ClientResult.model_validate({**fields, "communication_mode": "shared_memory"})
+
+
+def timed(result: ClientResult, started: float) -> ClientResult:
+    """``result`` with the caller's wait since ``started`` (``perf_counter``) as ``total_time_ms``."""
+    result.total_time_ms = (time.perf_counter() - started) * 1e3
+    return result
+
+
 def shape_result(
     result: OcrResult, mode: CommunicationMode, started: float, warning: str | None = None
 ) -> ClientResult:
-    """The shared result plus the client's view of the call (and why shared memory was not used, if so)."""
+    """The shared result plus the client's view of the call (and why shared memory was not used, if so): an
+    HTTP answer's. A session's is made in its one validation (``session_result``)."""
     fields = {**result.__dict__, "communication_mode": mode}
     if warning is not None:
         fields["warnings"] = [*result.warnings, warning]

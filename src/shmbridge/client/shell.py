@@ -40,6 +40,7 @@ from .base import (
     info_from_welcome,
     shape_result,
     socket_from_info,
+    timed,
     with_warnings,
 )
 from .diagnose import Diagnosis, diagnose
@@ -247,7 +248,7 @@ class ClientShell(BaseClient):
         if session is not None:
             call = OcrCall(prepared, opts, request_id, timeout or self.timeouts.session_timeout)
             try:
-                return shape_result(session.handle(call), "shared_memory", started)
+                return timed(session.handle(call), started)
             except SessionFailure as failure:
                 self._lost(session, failure)
                 if self.mode is Mode.SHM:

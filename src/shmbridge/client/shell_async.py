@@ -39,6 +39,7 @@ from .base import (
     info_from_welcome,
     shape_result,
     socket_from_info,
+    timed,
     with_warnings,
 )
 from .diagnose import Diagnosis, diagnose_async
@@ -246,7 +247,7 @@ class AsyncClientShell(BaseClient):
         if session is not None:
             call = OcrCall(prepared, opts, request_id, timeout or self.timeouts.session_timeout)
             try:
-                return shape_result(await session.handle(call), "shared_memory", started)
+                return timed(await session.handle(call), started)
             except SessionFailure as failure:
                 await self._lost(session, failure)
                 if self.mode is Mode.SHM:
