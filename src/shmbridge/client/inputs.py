@@ -107,14 +107,15 @@ class FrameRegistry:
                 del self._by_array[key]  # by value: a released lease's ``array`` is gone already
                 self._refs.pop(key, None)
 
-    def ref(self, array: np.ndarray) -> FrameRef | None:
+    def ref(self, array: object) -> FrameRef | None:
         """The ``FrameRef`` of the very array ``frame()`` yielded, in its default pixel format, while its shape
         and dtype are those it was checked with (one dict lookup: no lock, no check per call)."""
         found = self._refs.get(id(array))
         if found is None:
             return None
         ref, shape = found
-        return ref if ref.array is array and array.shape == shape and array.dtype is _UINT8 else None
+        held = ref.array
+        return ref if held is array and held.shape == shape and held.dtype is _UINT8 else None
 
     def find(self, array: np.ndarray) -> SlotLease | None:
         """The lease whose slot holds ``array``'s first byte, if any. The array ``frame()`` yielded is
@@ -137,8 +138,6 @@ class FrameRegistry:
 def prepare(image: Any, pixel_format: PixelFormat | str | None = None, frames: FrameRegistry | None = None) -> Prepared:
     """Classify ``image`` and check it, before any slot is leased or byte is sent."""
     if isinstance(image, np.ndarray):
-        if pixel_format is None and frames is not None and (ref := frames.ref(image)) is not None:
-            return ref  # a frame from ``frame()`` as it was lent, checked then
         fmt = _array_format(image, pixel_format)
         lease = frames.find(image) if frames is not None and len(frames) else None
         if lease is not None:

@@ -119,13 +119,16 @@ class AsyncClientShell(BaseClient):
         started = time.perf_counter()
         if self.state is not _OPENED and self._check_open():
             await self.open()
-        noted = None
-        if isinstance(image, Capture):  # its frame, BGRA, and why it was copied, if it was
-            image, pixel_format, noted = image.array, image.pixel_format, image.warnings
         if option_fields:
             options = build_options(options, **option_fields)
         elif options is None:
             options = DEFAULT_OPTIONS
+        frame = self._frames.ref(image) if pixel_format is None else None  # from frame(), checked when lent
+        if frame is not None:
+            return await self._ocr(frame, options, request_id, timeout, started)
+        noted = None
+        if isinstance(image, Capture):  # its frame, BGRA, and why it was copied, if it was
+            image, pixel_format, noted = image.array, image.pixel_format, image.warnings
         result = await self._ocr(prepare(image, pixel_format, self._frames), options, request_id, timeout, started)
         return with_warnings(result, noted) if noted else result
 
@@ -240,7 +243,9 @@ class AsyncClientShell(BaseClient):
         self, prepared: Prepared, opts: OcrOptions, request_id: str | None, timeout: float | None, started: float
     ) -> ClientResult:
         """The one place that chooses between the transports."""
-        session = await self._session_or_none()
+        session = self._session
+        if session is None or not session.connected:  # an open session is taken as it is: no wait to make
+            session = await self._session_or_none()
         if session is None and self.mode is Mode.SHM:
             raise self._no_session_error()
         failed: SessionFailure | None = None
