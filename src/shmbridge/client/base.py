@@ -4,7 +4,7 @@ The two clients (``sync_client.Client``, ``async_client.AsyncClient``) make thei
 once (``shell_async``, generated into ``shell``) and differ only in how they wait. Everything they decide
 lives here once:
 
-- the configuration (``BaseClient.__init__``: URL, socket, mode, timeouts, retries, from arguments or the
+- the configuration (``BaseClient.__init__``: URL, socket, transport policy, timeouts, retries, from arguments or the
   environment);
 - the lifecycle (``Lifecycle``: unopened → opened → closed) and the ``UsageError`` for a closed client;
 - when to try the session again (``BackoffClock`` over ``RetryPolicy``, both in ``policy``);
@@ -71,12 +71,17 @@ class Lifecycle(enum.Enum):
     CLOSED = "closed"
 
 
-class Mode(enum.StrEnum):
-    """How a client may reach the service."""
+class TransportPolicy(enum.StrEnum):
+    """Which transports a client may use (its ``mode=`` argument). Not a ``CommunicationMode``: that says
+    which one carried a call."""
 
     AUTO = "auto"  # shared memory when the session works, else HTTP
     SHM = "shm"  # shared memory only: failures raise, never fall back
     HTTP = "http"  # HTTP only: never opens a session
+
+
+#: The public name ``TransportPolicy`` had first (``shmbridge.Mode``): "mode" now means only how a call travelled.
+Mode = TransportPolicy
 
 
 class ClientResult(OcrResult):
@@ -203,7 +208,7 @@ class BaseClient:
         url: str | None = None,
         *,
         socket: str | os.PathLike[str] | None = None,
-        mode: Mode | str = Mode.AUTO,
+        mode: TransportPolicy | str = TransportPolicy.AUTO,
         timeout: float | Timeouts = 30.0,
         retry: RetryPolicy | None = None,
     ) -> None:
@@ -211,7 +216,8 @@ class BaseClient:
         ``$SHMBRIDGE_SOCKET_PATH``, else the socket the service advertises."""
         #: ``url``, else ``$SHMBRIDGE_URL``, else ``DEFAULT_URL``.
         self.url = (url_from_environment(DEFAULT_URL) if url is None else url).rstrip("/")
-        self.mode = Mode(mode)
+        #: Which transports this client may use (``mode=``; ``mode`` reads and sets it too).
+        self.transport_policy = TransportPolicy(mode)
         self.timeouts = timeout if isinstance(timeout, Timeouts) else Timeouts(request=float(timeout))
         self.retry = retry or RetryPolicy()
         configured, source = (os.fspath(socket), "argument") if socket is not None else socket_from_environment()
@@ -223,7 +229,7 @@ class BaseClient:
         self.state = Lifecycle.UNOPENED
         self._clock = BackoffClock(self.retry)
         # Shared memory was expected: a socket was configured, or a session opened or was refused by a limit.
-        self._shm_expected = self.configured_socket is not None and self.mode is not Mode.HTTP
+        self._shm_expected = self.configured_socket is not None and self.transport_policy is not TransportPolicy.HTTP
         self._last_session_error: ShmBridgeError | None = None
         #: Discovery got an answer and it names no session socket: stop looking.
         self._discovered_none = False
@@ -237,8 +243,17 @@ class BaseClient:
         """Each kind of client: its HTTP transport, no session yet, and its connect lock (nothing opens)."""
         raise NotImplementedError
 
+    @property
+    def mode(self) -> TransportPolicy:
+        """The ``mode=`` this client was made with: its ``transport_policy``."""
+        return self.transport_policy
+
+    @mode.setter
+    def mode(self, value: TransportPolicy | str) -> None:
+        self.transport_policy = TransportPolicy(value)
+
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url} mode={self.mode.value} {self.state.value}>"
+        return f"<{type(self).__name__} {self.url} mode={self.transport_policy.value} {self.state.value}>"
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -278,7 +293,7 @@ class BaseClient:
 
     def _fallback_warning(self, failed: SessionFailure | None) -> str | None:
         """Why a call that could have used shared memory goes over HTTP, logged once per reason."""
-        if self.mode is Mode.HTTP:
+        if self.transport_policy is TransportPolicy.HTTP:
             return None
         error = failed.error if failed is not None else self._last_session_error
         if error is None:

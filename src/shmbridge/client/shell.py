@@ -33,9 +33,9 @@ from .base import (
     BaseClient,
     ClientResult,
     Lifecycle,
-    Mode,
     OcrCall,
     SessionFailure,
+    TransportPolicy,
     build_options,
     info_from_welcome,
     shape_result,
@@ -70,7 +70,7 @@ class ClientShell(BaseClient):
             if not self._check_open():
                 return self
             self.state = Lifecycle.OPENED
-        if self.mode is not Mode.HTTP:
+        if self.transport_policy is not TransportPolicy.HTTP:
             self._open_session()
         return self
 
@@ -175,9 +175,9 @@ class ClientShell(BaseClient):
                 lease = session.lease_frame(height, width, channels, timeout or self.timeouts.session_timeout)
             except SessionFailure as failure:
                 self._lost(session, failure)
-                if self.mode is Mode.SHM:
+                if self.transport_policy is TransportPolicy.SHM:
                     raise failure.error from None
-        elif self.mode is Mode.SHM:
+        elif self.transport_policy is TransportPolicy.SHM:
             raise self._no_session_error()
         if lease is None or session is None:
             yield np.zeros((height, width) if channels == 1 else (height, width, channels), np.uint8)
@@ -247,7 +247,7 @@ class ClientShell(BaseClient):
         session = self._session
         if session is None or not session.connected:  # an open session is taken as it is: no wait to make
             session = self._session_or_none()
-        if session is None and self.mode is Mode.SHM:
+        if session is None and self.transport_policy is TransportPolicy.SHM:
             raise self._no_session_error()
         failed: SessionFailure | None = None
         if session is not None:
@@ -256,7 +256,7 @@ class ClientShell(BaseClient):
                 return timed(session.handle(call), started)
             except SessionFailure as failure:
                 self._lost(session, failure)
-                if self.mode is Mode.SHM:
+                if self.transport_policy is TransportPolicy.SHM:
                     raise failure.error from None
                 failed = failure
         label = "http_fallback" if failed is not None else self._http_label()

@@ -32,9 +32,9 @@ from .base import (
     BaseClient,
     ClientResult,
     Lifecycle,
-    Mode,
     OcrCall,
     SessionFailure,
+    TransportPolicy,
     build_options,
     info_from_welcome,
     shape_result,
@@ -69,7 +69,7 @@ class AsyncClientShell(BaseClient):
             if not self._check_open():
                 return self
             self.state = Lifecycle.OPENED
-        if self.mode is not Mode.HTTP:
+        if self.transport_policy is not TransportPolicy.HTTP:
             await self._open_session()
         return self
 
@@ -174,9 +174,9 @@ class AsyncClientShell(BaseClient):
                 lease = await session.lease_frame(height, width, channels, timeout or self.timeouts.session_timeout)
             except SessionFailure as failure:
                 await self._lost(session, failure)
-                if self.mode is Mode.SHM:
+                if self.transport_policy is TransportPolicy.SHM:
                     raise failure.error from None
-        elif self.mode is Mode.SHM:
+        elif self.transport_policy is TransportPolicy.SHM:
             raise self._no_session_error()
         if lease is None or session is None:
             yield np.zeros((height, width) if channels == 1 else (height, width, channels), np.uint8)
@@ -246,7 +246,7 @@ class AsyncClientShell(BaseClient):
         session = self._session
         if session is None or not session.connected:  # an open session is taken as it is: no wait to make
             session = await self._session_or_none()
-        if session is None and self.mode is Mode.SHM:
+        if session is None and self.transport_policy is TransportPolicy.SHM:
             raise self._no_session_error()
         failed: SessionFailure | None = None
         if session is not None:
@@ -255,7 +255,7 @@ class AsyncClientShell(BaseClient):
                 return timed(await session.handle(call), started)
             except SessionFailure as failure:
                 await self._lost(session, failure)
-                if self.mode is Mode.SHM:
+                if self.transport_policy is TransportPolicy.SHM:
                     raise failure.error from None
                 failed = failure
         label = "http_fallback" if failed is not None else self._http_label()
