@@ -25,6 +25,7 @@ from .client import (
     Mode,
     RetryPolicy,
     Timeouts,
+    TransportPolicy,
 )
 from .compat import SharedMemoryClient, shared_memory_client
 from .draw import draw
@@ -90,6 +91,7 @@ __all__ = [
     "Timeouts",
     "Timings",
     "TransportError",
+    "TransportPolicy",
     "UsageError",
     "__version__",
     "draw",

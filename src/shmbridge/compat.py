@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .client.async_client import AsyncClient
-from .client.base import ClientResult, Mode
+from .client.base import ClientResult, TransportPolicy
 from .errors import InvalidRequest
 
 
@@ -90,7 +90,7 @@ class SharedMemoryClient:
         if force_http:
             if self._http_only is None:
                 options = {key: value for key, value in self._options.items() if key not in {"mode", "socket"}}
-                self._http_only = AsyncClient(self.base_url, mode=Mode.HTTP, **options)
+                self._http_only = AsyncClient(self.base_url, mode=TransportPolicy.HTTP, **options)
             client = self._http_only
         result = await client.ocr(
             _image(image_data),

@@ -209,10 +209,10 @@ class OcrResult(BaseModel):
         return self.timings.total_ms
 
 
-LowLatencyMode = Literal["unknown", "off", "unavailable", "on"]
+LowLatencyState = Literal["unknown", "off", "unavailable", "on"]
 
 
-def low_latency_mode(status: dict[str, object] | None) -> LowLatencyMode:
+def low_latency_state(status: dict[str, object] | None) -> LowLatencyState:
     """What a service's ``low_latency`` status (``/api/v1/bridge/info``) says it does about idle CPUs:
     ``unknown`` (not reported), ``off``, ``unavailable`` (asked for, cannot act; ``reason`` says why) or
     ``on``. The one reading of that field for the status command and the benchmarks' reports."""
@@ -221,3 +221,8 @@ def low_latency_mode(status: dict[str, object] | None) -> LowLatencyMode:
     if not status.get("enabled"):
         return "off"
     return "on" if status.get("available") else "unavailable"
+
+
+#: The names these had while "mode" also meant this (it means only how a request travelled now).
+LowLatencyMode = LowLatencyState
+low_latency_mode = low_latency_state

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import shmbridge
-from shmbridge import Client, RequestTimeout, Timeouts
+from shmbridge import Client, InvalidRequest, RequestTimeout, Timeouts
+from shmbridge.client.base import ClientResult
 from tests.support.service import RunningService, metric
 
 from .helpers import full_checksum, image
@@ -34,6 +35,35 @@ def test_a_frame_round_trip_copies_zero_bytes(own_service: RunningService) -> No
     assert metric(text, "shmbridge_bytes_copied_total", mode="shm_session") == 0
     assert metric(text, "shmbridge_zero_copy_requests_total", mode="shm_session") == 5
     assert metric(text, "shmbridge_requests_total", mode="shm_session", outcome="ok") == 5
+
+
+def test_a_frame_result_is_one_whole_client_result(service: RunningService) -> None:
+    """The session's reply is validated once, straight into ``ClientResult``: every field set, as a result
+    shaped from an ``OcrResult`` had them, and ``total_time_ms`` the caller's wait."""
+    with Client(service.url, socket=service.socket_path, mode="shm") as client, client.frame(20, 30) as frame:
+        frame[:] = 9
+        result = client.ocr(frame)
+        assert type(result) is ClientResult and result.communication_mode == "shared_memory"
+        assert result.model_fields_set == set(ClientResult.model_fields)
+        assert 0 < result.total_time_ms < 30_000 and result.checksum == full_checksum(frame)
+        result.warnings.append("mine")  # each result has its own lists
+        assert client.ocr(frame).warnings == []
+        assert client.ocr(frame, pixel_format="bgr").checksum == full_checksum(frame)
+
+
+def test_a_frame_changed_in_place_is_checked_again(service: RunningService) -> None:
+    """A frame is checked once, when lent; one whose shape or dtype was changed in place since is checked
+    as any other array (the lent one's reference is not reused)."""
+    with Client(service.url, socket=service.socket_path, mode="shm") as client, client.frame(20, 30, 3) as frame:
+        frame[:] = 5
+        assert client.ocr(frame).checksum == full_checksum(frame)
+        frame.shape = (20, 90)  # the same bytes, seen as one gray channel
+        result = client.ocr(frame)
+        assert result.checksum == full_checksum(frame) and result.width == 90
+        frame.shape = (20, 30, 3)
+        frame.dtype = np.int8
+        with pytest.raises(InvalidRequest, match="uint8"):
+            client.ocr(frame)
 
 
 def test_in_http_mode_a_frame_is_a_plain_array(service: RunningService) -> None:

@@ -129,3 +129,21 @@ def test_async_client_matches_the_blocking_one(service: RunningService) -> None:
             assert (await client.ocr(image(21))).communication_mode == "http"
 
     asyncio.run(main())
+
+
+def test_the_transport_policy_keeps_its_old_names() -> None:
+    """``mode=`` is a ``TransportPolicy`` (which transports a client may use); ``Mode``, ``client.mode`` and
+    ``low_latency_mode`` still work, now that "mode" means only how a call travelled."""
+    from shmbridge.models import LowLatencyMode, LowLatencyState, low_latency_mode, low_latency_state
+
+    assert shmbridge.Mode is shmbridge.TransportPolicy and Mode.SHM is shmbridge.TransportPolicy.SHM
+    client = Client("http://127.0.0.1:1", mode="http")
+    assert client.mode is client.transport_policy is shmbridge.TransportPolicy.HTTP
+    assert "mode=http" in repr(client)
+    client.mode = "auto"
+    assert client.transport_policy is shmbridge.TransportPolicy.AUTO
+    with pytest.raises(ValueError):
+        client.mode = "carrier pigeon"
+    client.close()
+    assert low_latency_mode is low_latency_state and LowLatencyMode is LowLatencyState
+    assert low_latency_state({"enabled": True, "available": False}) == "unavailable"

@@ -66,8 +66,8 @@ def _legend(fig: Any, axes: Any) -> None:
 
 def _subtitle(report: dict[str, Any]) -> str:
     m = report["machine"]
-    mode = "; service --low-latency" if low_latency_active(report) else ""
-    return f"{m['cpu_model']}, {m['cpu_count']} CPUs; null engine{mode}; p50 (line) and p95 (band)"
+    held = "; service --low-latency" if low_latency_active(report) else ""
+    return f"{m['cpu_model']}, {m['cpu_count']} CPUs; null engine{held}; p50 (line) and p95 (band)"
 
 
 def _latency_vs_size(plt: Any, rows: list[dict[str, Any]], out: Path, report: dict[str, Any]) -> Path:

@@ -16,7 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ..models import low_latency_mode
+from ..models import low_latency_state
 
 COLUMNS = ("path", "size", "clients", "n", "p50", "p95", "p99", "req/s", "client CPU", "service CPU",
            "copied client+service", "× legacy", "× raw")  # fmt: skip
@@ -114,13 +114,13 @@ def headline_lines(report: dict[str, Any]) -> list[str]:
 
 
 def low_latency_status(report: dict[str, Any]) -> dict[str, Any] | None:
-    """The measured service's low-latency mode as it reported it (``/api/v1/bridge/info``), if known."""
+    """The measured service's low-latency status as it reported it (``/api/v1/bridge/info``), if known."""
     return (report.get("services", {}).get("transport") or {}).get("low_latency")
 
 
 def low_latency_active(report: dict[str, Any]) -> bool:
-    """True when the measured service had the mode on and able to act, whatever the flags asked for."""
-    return low_latency_mode(low_latency_status(report)) == "on"
+    """True when the measured service had the hold on and able to act, whatever the flags asked for."""
+    return low_latency_state(low_latency_status(report)) == "on"
 
 
 def low_latency_line(report: dict[str, Any]) -> str:
@@ -133,7 +133,7 @@ def low_latency_line(report: dict[str, Any]) -> str:
         "unavailable": f"asked for but unavailable ({status.get('reason')})",
         "on": f"on (idle CPUs poll while sessions are busy, for {status.get('hold_s')} s after the last request)",
     }
-    return f"Service low-latency mode: {described[low_latency_mode(reported)]}"
+    return f"Service low-latency mode: {described[low_latency_state(reported)]}"
 
 
 # -- terminal ------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from ..client.session import SessionClient
-from ..models import low_latency_mode
+from ..models import low_latency_state
 from ..service.wakeups import OFF_STATUS
 from ..stats import percentile as nearest_rank
 from . import service
@@ -60,21 +60,22 @@ SIZES = {"64x64": (64, 64), "1920x1080": (1080, 1920), "3840x2160": (2160, 3840)
 @contextlib.contextmanager
 def own_service(workers: int = 1, low_latency: bool = False) -> Iterator[service.ServiceHandle]:
     """A private ``shmbridge serve --engine null`` for the duration of the benchmark. With ``low_latency``
-    it also listens on loopback HTTP, only so that it can say whether the mode could be turned on."""
+    it also listens on loopback HTTP, only so that it can say whether the hold could be turned on."""
     extra = ["--low-latency"] if low_latency else []
     with service.own_service("null", http=low_latency, regions=False, workers=workers, extra=extra) as handle:
         assert handle.socket_path is not None
         yield handle
 
 
-def mode_line(handle: service.ServiceHandle | None) -> str:
+def hold_line(handle: service.ServiceHandle | None) -> str:
     """What the measured service did about idle CPUs, as it reported it (not what the flags asked for)."""
     if handle is None:
         return "low-latency unknown (a running service)"
     status = handle.low_latency or dict(OFF_STATUS)  # an own service without HTTP was not asked for it
-    if low_latency_mode(status) == "unavailable":
+    state = low_latency_state(status)
+    if state == "unavailable":
         return f"low-latency asked for but unavailable: {status.get('reason')}"
-    return f"low-latency {low_latency_mode(status)}"
+    return f"low-latency {state}"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -266,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.callback(reference.close)
         samples = measure(socket_path, args.rounds, args.warmup, reference)
     print(f"shmbridge round trip, null engine, {args.rounds} rounds after {args.warmup} warm-up, "
-          f"pid {os.getpid()}, {os.cpu_count()} CPUs, {mode_line(handle)}")  # fmt: skip
+          f"pid {os.getpid()}, {os.cpu_count()} CPUs, {hold_line(handle)}")  # fmt: skip
     if missing is not None:
         print(f"no {REFERENCE} reference row: {missing}")
     print(f"{'frame':>10} {'path':>11} {'p50 µs':>9} {'p99 µs':>9}")

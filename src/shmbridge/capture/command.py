@@ -27,7 +27,7 @@ def _region(text: str) -> Roi:
 
 
 def add_watch(sub: argparse._SubParsersAction) -> None:
-    from ..client.base import DEFAULT_URL, Mode
+    from ..client.base import DEFAULT_URL, TransportPolicy
     from ..environment import URL_VARIABLE, url_from_environment
 
     watch = sub.add_parser("watch", help="follow the screen and print the text lines that appear and go",
@@ -38,7 +38,8 @@ def add_watch(sub: argparse._SubParsersAction) -> None:
     watch.add_argument("--url", default=url_from_environment(DEFAULT_URL),
                        help=f"service URL (default: ${URL_VARIABLE}, else {DEFAULT_URL})")  # fmt: skip
     watch.add_argument("--socket", help="session socket (default: $SHMBRIDGE_SOCKET_PATH, else asked from the service)")
-    watch.add_argument("--mode", choices=[mode.value for mode in Mode], default=Mode.AUTO.value,
+    watch.add_argument("--mode", choices=[policy.value for policy in TransportPolicy],
+                       default=TransportPolicy.AUTO.value,
                        help="auto: shared memory when it works, else HTTP (default)")  # fmt: skip
     watch.add_argument("--display", help="X display (default: $DISPLAY)")
     watch.add_argument("--region", type=_region, metavar="x,y,w,h", help="only watch this part of the screen")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from ..client.base import DEFAULT_URL, Mode, Timeouts
+from ..client.base import DEFAULT_URL, Timeouts, TransportPolicy
 from ..client.sync_client import Client
 from ..environment import SOCKET_VARIABLE, URL_VARIABLE
 from ..errors import ServiceUnavailable, ShmBridgeError, UsageError
@@ -63,7 +63,7 @@ def add_ocr(sub: argparse._SubParsersAction) -> None:
     ocr.add_argument("inputs", nargs="+", metavar="INPUT",
                      help="image file, directory (searched recursively for images), glob, or - for stdin")  # fmt: skip
     url_argument(ocr)
-    ocr.add_argument("--mode", choices=[mode.value for mode in Mode], default=Mode.AUTO.value,
+    ocr.add_argument("--mode", choices=[policy.value for policy in TransportPolicy], default=TransportPolicy.AUTO.value,
                      help="auto: shared memory when it works, else HTTP (default)")  # fmt: skip
     ocr.add_argument("--format", choices=sorted(FORMATS), default="text", help="what to write (default: text)")
     ocr.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")

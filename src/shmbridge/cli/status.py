@@ -14,11 +14,11 @@ import json
 import sys
 from typing import Any
 
-from ..client.base import Mode, Timeouts
+from ..client.base import Timeouts, TransportPolicy
 from ..client.diagnose import Diagnosis
 from ..client.sync_client import Client
 from ..errors import ShmBridgeError
-from ..models import low_latency_mode
+from ..models import low_latency_state
 from .ocr import url_argument
 
 
@@ -43,7 +43,7 @@ def exit_status(report: Diagnosis, health: dict[str, Any] | None) -> int:
 def run_status(args: argparse.Namespace) -> int:
     timeouts = Timeouts(request=args.timeout, connect=args.timeout)
     health = info = metrics = None
-    with Client(args.url, socket=args.socket, mode=Mode.AUTO, timeout=timeouts) as client:
+    with Client(args.url, socket=args.socket, mode=TransportPolicy.AUTO, timeout=timeouts) as client:
         report = client.diagnose()
         if report.url_reachable:
             try:
@@ -102,13 +102,13 @@ def _ms(seconds: Any) -> str:
 
 def _low_latency(status: dict[str, Any] | None) -> str:
     """One cell for the service's low-latency mode: off, unavailable (and why), or on and whether held now."""
-    mode = low_latency_mode(status)
-    if mode == "unknown":
+    state = low_latency_state(status)
+    if state == "unknown":
         return "unknown (the service does not report it)"
-    if mode == "off":
+    if state == "off":
         return "off"
     assert status is not None
-    if mode == "unavailable":
+    if state == "unavailable":
         return f"[yellow]asked for, unavailable: {status.get('reason')}[/]"
     held = "holding idle CPUs polling now" if status.get("held") else "idle CPUs free (no busy session)"
     return f"on, {held}; {status.get('engagements', 0)} burst(s) so far"

@@ -19,7 +19,7 @@ This package must never be imported by the service.
 """
 
 from .async_client import AsyncClient
-from .base import ClientResult, CommunicationMode, Lifecycle, Mode
+from .base import ClientResult, CommunicationMode, Lifecycle, Mode, TransportPolicy
 from .diagnose import Diagnosis
 from .policy import RetryPolicy, Timeouts
 from .sync_client import Client
@@ -34,4 +34,5 @@ __all__ = [
     "Mode",
     "RetryPolicy",
     "Timeouts",
+    "TransportPolicy",
 ]

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import ServiceUnavailable
-from .base import ClientResult, Lifecycle, Mode, SessionFailure
+from .base import ClientResult, Lifecycle, SessionFailure, TransportPolicy
 from .shell_async import AsyncClientShell
 from .shm_async import AsyncSessionTransport
 
@@ -75,13 +75,13 @@ class AsyncClient(AsyncClientShell):
         session = self._session
         if session is not None and session.connected:
             return session
-        if self.mode is Mode.HTTP or self.state is not Lifecycle.OPENED:
+        if self.transport_policy is TransportPolicy.HTTP or self.state is not Lifecycle.OPENED:
             return None
         if session is not None:
             await self._lost(session, SessionFailure(ServiceUnavailable("the session ended"), broken=True))
         if self._discovered_none:
             return None
-        if wait or self.mode is Mode.SHM:
+        if wait or self.transport_policy is TransportPolicy.SHM:
             async with self._connect_lock:
                 current = self._session
                 if current is not None and current.connected:
@@ -98,7 +98,11 @@ class AsyncClient(AsyncClientShell):
 
     def _reconnect_later(self) -> None:
         """Start the reconnect task, unless it runs already (auto mode only)."""
-        if self.mode is not Mode.AUTO or self.state is not Lifecycle.OPENED or self._discovered_none:
+        if (
+            self.transport_policy is not TransportPolicy.AUTO
+            or self.state is not Lifecycle.OPENED
+            or self._discovered_none
+        ):
             return
         if self._reconnect_task is None or self._reconnect_task.done():
             self._reconnect_task = asyncio.get_running_loop().create_task(

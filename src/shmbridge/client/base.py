@@ -4,7 +4,7 @@ The two clients (``sync_client.Client``, ``async_client.AsyncClient``) make thei
 once (``shell_async``, generated into ``shell``) and differ only in how they wait. Everything they decide
 lives here once:
 
-- the configuration (``BaseClient.__init__``: URL, socket, mode, timeouts, retries, from arguments or the
+- the configuration (``BaseClient.__init__``: URL, socket, transport policy, timeouts, retries, from arguments or the
   environment);
 - the lifecycle (``Lifecycle``: unopened → opened → closed) and the ``UsageError`` for a closed client;
 - when to try the session again (``BackoffClock`` over ``RetryPolicy``, both in ``policy``);
@@ -33,6 +33,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -70,12 +71,17 @@ class Lifecycle(enum.Enum):
     CLOSED = "closed"
 
 
-class Mode(enum.StrEnum):
-    """How a client may reach the service."""
+class TransportPolicy(enum.StrEnum):
+    """Which transports a client may use (its ``mode=`` argument). Not a ``CommunicationMode``: that says
+    which one carried a call."""
 
     AUTO = "auto"  # shared memory when the session works, else HTTP
     SHM = "shm"  # shared memory only: failures raise, never fall back
     HTTP = "http"  # HTTP only: never opens a session
+
+
+#: The public name ``TransportPolicy`` had first (``shmbridge.Mode``): "mode" now means only how a call travelled.
+Mode = TransportPolicy
 
 
 class ClientResult(OcrResult):
@@ -135,10 +141,29 @@ def session_failure(exc: ShmBridgeError, *, waiting_for_slot: bool = False) -> S
 # -- options and results -----------------------------------------------------------------------------------
 
 
+def session_result(fields: Mapping[str, Any]) -> ClientResult:
+    """A session's RESULT fields validated once, straight into the client's result (the session's ``parse``):
+    no ``OcrResult`` to validate again, and pydantic-core called as ``model_validate`` calls it, without
+    its Python frame. ``timed`` fills ``total_time_ms`` in."""
+    return ClientResult.__pydantic_validator__.validate_python({**fields, **_SESSION_FIELDS})
+
+
+_SESSION_FIELDS = {"communication_mode": "shared_memory", "total_time_ms": 0.0}
+
+
+def timed(result: ClientResult, started: float) -> ClientResult:
+    """``result`` with the caller's wait since ``started`` (``perf_counter``) as ``total_time_ms``, a field
+    its validation set already (so it counts as set): a float stored as pydantic stores it, in the
+    instance's ``__dict__``, without ``BaseModel.__setattr__``'s two Python frames."""
+    result.__dict__["total_time_ms"] = (time.perf_counter() - started) * 1e3
+    return result
+
+
 def shape_result(
     result: OcrResult, mode: CommunicationMode, started: float, warning: str | None = None
 ) -> ClientResult:
-    """The shared result plus the client's view of the call (and why shared memory was not used, if so)."""
+    """The shared result plus the client's view of the call (and why shared memory was not used, if so): an
+    HTTP answer's. A session's is made in its one validation (``session_result``)."""
     fields = {**result.__dict__, "communication_mode": mode}
     if warning is not None:
         fields["warnings"] = [*result.warnings, warning]
@@ -183,7 +208,7 @@ class BaseClient:
         url: str | None = None,
         *,
         socket: str | os.PathLike[str] | None = None,
-        mode: Mode | str = Mode.AUTO,
+        mode: TransportPolicy | str = TransportPolicy.AUTO,
         timeout: float | Timeouts = 30.0,
         retry: RetryPolicy | None = None,
     ) -> None:
@@ -191,7 +216,8 @@ class BaseClient:
         ``$SHMBRIDGE_SOCKET_PATH``, else the socket the service advertises."""
         #: ``url``, else ``$SHMBRIDGE_URL``, else ``DEFAULT_URL``.
         self.url = (url_from_environment(DEFAULT_URL) if url is None else url).rstrip("/")
-        self.mode = Mode(mode)
+        #: Which transports this client may use (``mode=``; ``mode`` reads and sets it too).
+        self.transport_policy = TransportPolicy(mode)
         self.timeouts = timeout if isinstance(timeout, Timeouts) else Timeouts(request=float(timeout))
         self.retry = retry or RetryPolicy()
         configured, source = (os.fspath(socket), "argument") if socket is not None else socket_from_environment()
@@ -203,7 +229,7 @@ class BaseClient:
         self.state = Lifecycle.UNOPENED
         self._clock = BackoffClock(self.retry)
         # Shared memory was expected: a socket was configured, or a session opened or was refused by a limit.
-        self._shm_expected = self.configured_socket is not None and self.mode is not Mode.HTTP
+        self._shm_expected = self.configured_socket is not None and self.transport_policy is not TransportPolicy.HTTP
         self._last_session_error: ShmBridgeError | None = None
         #: Discovery got an answer and it names no session socket: stop looking.
         self._discovered_none = False
@@ -217,8 +243,17 @@ class BaseClient:
         """Each kind of client: its HTTP transport, no session yet, and its connect lock (nothing opens)."""
         raise NotImplementedError
 
+    @property
+    def mode(self) -> TransportPolicy:
+        """The ``mode=`` this client was made with: its ``transport_policy``."""
+        return self.transport_policy
+
+    @mode.setter
+    def mode(self, value: TransportPolicy | str) -> None:
+        self.transport_policy = TransportPolicy(value)
+
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.url} mode={self.mode.value} {self.state.value}>"
+        return f"<{type(self).__name__} {self.url} mode={self.transport_policy.value} {self.state.value}>"
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -258,7 +293,7 @@ class BaseClient:
 
     def _fallback_warning(self, failed: SessionFailure | None) -> str | None:
         """Why a call that could have used shared memory goes over HTTP, logged once per reason."""
-        if self.mode is Mode.HTTP:
+        if self.transport_policy is TransportPolicy.HTTP:
             return None
         error = failed.error if failed is not None else self._last_session_error
         if error is None:

@@ -73,6 +73,7 @@ class FrameRef:
 
 
 Prepared = Pixels | Encoded | FrameRef
+_UINT8 = np.dtype(np.uint8)
 
 
 class FrameRegistry:
@@ -81,18 +82,40 @@ class FrameRegistry:
     def __init__(self) -> None:
         self._leases: dict[int, SlotLease] = {}
         self._by_array: dict[int, SlotLease] = {}  # id of the very array ``frame()`` yielded -> its lease
+        #: id of that array -> its ``FrameRef`` in the default format and the shape it was checked with.
+        self._refs: dict[int, tuple[FrameRef, tuple[int, ...]]] = {}
         self._lock = threading.Lock()
 
     def add(self, lease: SlotLease) -> None:
+        array = lease.array
+        assert array is not None
+        try:  # checked once here, so that ``ocr(frame)`` does not check the same array on every call
+            checked: tuple[FrameRef, tuple[int, ...]] | None = (FrameRef(array, _array_format(array, None), lease),
+                                                                array.shape)  # fmt: skip
+        except InvalidRequest:
+            checked = None  # ``ocr`` raises it, as for any array it cannot take
         with self._lock:
             self._leases[id(lease)] = lease
-            self._by_array[id(lease.array)] = lease
+            self._by_array[id(array)] = lease
+            if checked is not None:
+                self._refs[id(array)] = checked
 
     def remove(self, lease: SlotLease) -> None:
         with self._lock:
             self._leases.pop(id(lease), None)
             for key in [key for key, held in self._by_array.items() if held is lease]:
                 del self._by_array[key]  # by value: a released lease's ``array`` is gone already
+                self._refs.pop(key, None)
+
+    def ref(self, array: object) -> FrameRef | None:
+        """The ``FrameRef`` of the very array ``frame()`` yielded, in its default pixel format, while its shape
+        and dtype are those it was checked with (one dict lookup: no lock, no check per call)."""
+        found = self._refs.get(id(array))
+        if found is None:
+            return None
+        ref, shape = found
+        held = ref.array
+        return ref if held is array and held.shape == shape and held.dtype is _UINT8 else None
 
     def find(self, array: np.ndarray) -> SlotLease | None:
         """The lease whose slot holds ``array``'s first byte, if any. The array ``frame()`` yielded is

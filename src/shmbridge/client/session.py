@@ -35,7 +35,7 @@ from ..models import OcrOptions, OcrResult, PixelFormat
 from ..unixsock import recv_with_fds
 from .session_async import AsyncSessionClient
 from .session_base import DEFAULT_TIMEOUT, RECV_BYTES, SessionBase, frame_bytes
-from .slots import SlotLease, copy_into, format_of
+from .slots import PARSE, ParseResult, SlotLease, copy_into, format_of
 from .spin import DEFAULT_SPIN, SpinWindow
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncSessionClient", "SessionClient"]
@@ -154,8 +154,9 @@ class SessionClient(SessionBase):
 
     def submit(self, lease: SlotLease, image: np.ndarray | None = None, *,
                pixel_format: PixelFormat | str | None = None, options: OcrOptions | None = None,
-               timeout: float | None = None) -> OcrResult:  # fmt: skip
-        """OCR pixels already written in ``lease`` (zero-copy). The lease stays the caller's afterwards."""
+               timeout: float | None = None, parse: ParseResult = PARSE) -> OcrResult:  # fmt: skip
+        """OCR pixels already written in ``lease`` (zero-copy). The lease stays the caller's afterwards.
+        ``parse`` makes the result from the reply's fields (default: ``OcrResult.model_validate``)."""
         rid, data = self.state.submission(lease, image, pixel_format, options)
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         self._send(data)
@@ -167,7 +168,7 @@ class SessionClient(SessionBase):
             with self._cond:
                 self.state.abandon(rid, lease, replied=self._replies.pop(rid, None) is not None)
             raise
-        return self.state.result_of(reply, lease)
+        return self.state.result_of(reply, lease, parse)
 
     def ocr_copy(self, image: np.ndarray, *, pixel_format: PixelFormat | str | None = None,
                  options: OcrOptions | None = None, timeout: float | None = None) -> OcrResult:  # fmt: skip

@@ -23,7 +23,7 @@ from ..errors import RequestTimeout, SessionClosed, ShmBridgeError
 from ..models import OcrOptions, OcrResult, PixelFormat
 from ..unixsock import recv_with_fds, wait_readable
 from .session_base import DEFAULT_TIMEOUT, RECV_BYTES, SessionBase, frame_bytes
-from .slots import SlotLease, copy_into, format_of
+from .slots import PARSE, ParseResult, SlotLease, copy_into, format_of
 
 
 class AsyncSessionClient(SessionBase):
@@ -119,15 +119,16 @@ class AsyncSessionClient(SessionBase):
 
     async def submit(self, lease: SlotLease, image: np.ndarray | None = None, *,
                      pixel_format: PixelFormat | str | None = None, options: OcrOptions | None = None,
-                     timeout: float | None = None) -> OcrResult:  # fmt: skip
-        """OCR pixels already written in ``lease`` (zero-copy). The lease stays the caller's afterwards."""
+                     timeout: float | None = None, parse: ParseResult = PARSE) -> OcrResult:  # fmt: skip
+        """OCR pixels already written in ``lease`` (zero-copy). The lease stays the caller's afterwards.
+        ``parse`` makes the result from the reply's fields (default: ``OcrResult.model_validate``)."""
         rid, data = self.state.submission(lease, image, pixel_format, options)
         try:
             reply = await self._request(rid, data, self.timeout if timeout is None else timeout)
         except RequestTimeout:
             self.state.abandon(rid, lease)  # the service may still read these pixels
             raise
-        return self.state.result_of(reply, lease)
+        return self.state.result_of(reply, lease, parse)
 
     async def ocr_copy(self, image: np.ndarray, *, pixel_format: PixelFormat | str | None = None,
                        options: OcrOptions | None = None, timeout: float | None = None) -> OcrResult:  # fmt: skip

@@ -33,13 +33,14 @@ from .base import (
     BaseClient,
     ClientResult,
     Lifecycle,
-    Mode,
     OcrCall,
     SessionFailure,
+    TransportPolicy,
     build_options,
     info_from_welcome,
     shape_result,
     socket_from_info,
+    timed,
     with_warnings,
 )
 from .diagnose import Diagnosis, diagnose
@@ -69,7 +70,7 @@ class ClientShell(BaseClient):
             if not self._check_open():
                 return self
             self.state = Lifecycle.OPENED
-        if self.mode is not Mode.HTTP:
+        if self.transport_policy is not TransportPolicy.HTTP:
             self._open_session()
         return self
 
@@ -119,13 +120,16 @@ class ClientShell(BaseClient):
         started = time.perf_counter()
         if self.state is not _OPENED and self._check_open():
             self.open()
-        noted = None
-        if isinstance(image, Capture):  # its frame, BGRA, and why it was copied, if it was
-            image, pixel_format, noted = image.array, image.pixel_format, image.warnings
         if option_fields:
             options = build_options(options, **option_fields)
         elif options is None:
             options = DEFAULT_OPTIONS
+        frame = self._frames.ref(image) if pixel_format is None else None  # from frame(), checked when lent
+        if frame is not None:
+            return self._ocr(frame, options, request_id, timeout, started)
+        noted = None
+        if isinstance(image, Capture):  # its frame, BGRA, and why it was copied, if it was
+            image, pixel_format, noted = image.array, image.pixel_format, image.warnings
         result = self._ocr(prepare(image, pixel_format, self._frames), options, request_id, timeout, started)
         return with_warnings(result, noted) if noted else result
 
@@ -171,9 +175,9 @@ class ClientShell(BaseClient):
                 lease = session.lease_frame(height, width, channels, timeout or self.timeouts.session_timeout)
             except SessionFailure as failure:
                 self._lost(session, failure)
-                if self.mode is Mode.SHM:
+                if self.transport_policy is TransportPolicy.SHM:
                     raise failure.error from None
-        elif self.mode is Mode.SHM:
+        elif self.transport_policy is TransportPolicy.SHM:
             raise self._no_session_error()
         if lease is None or session is None:
             yield np.zeros((height, width) if channels == 1 else (height, width, channels), np.uint8)
@@ -240,17 +244,19 @@ class ClientShell(BaseClient):
         self, prepared: Prepared, opts: OcrOptions, request_id: str | None, timeout: float | None, started: float
     ) -> ClientResult:
         """The one place that chooses between the transports."""
-        session = self._session_or_none()
-        if session is None and self.mode is Mode.SHM:
+        session = self._session
+        if session is None or not session.connected:  # an open session is taken as it is: no wait to make
+            session = self._session_or_none()
+        if session is None and self.transport_policy is TransportPolicy.SHM:
             raise self._no_session_error()
         failed: SessionFailure | None = None
         if session is not None:
             call = OcrCall(prepared, opts, request_id, timeout or self.timeouts.session_timeout)
             try:
-                return shape_result(session.handle(call), "shared_memory", started)
+                return timed(session.handle(call), started)
             except SessionFailure as failure:
                 self._lost(session, failure)
-                if self.mode is Mode.SHM:
+                if self.transport_policy is TransportPolicy.SHM:
                     raise failure.error from None
                 failed = failure
         label = "http_fallback" if failed is not None else self._http_label()

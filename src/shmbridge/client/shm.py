@@ -18,8 +18,8 @@ from typing import NoReturn
 import numpy as np
 
 from ..errors import SessionClosed, ShmBridgeError
-from ..models import OcrResult, PixelFormat
-from .base import OcrCall, SessionFailure, session_failure
+from ..models import PixelFormat
+from .base import ClientResult, OcrCall, SessionFailure, session_failure, session_result
 from .inputs import Encoded, FrameRef, Pixels, write_into
 from .session import SessionClient
 from .slots import SessionState, SlotLease
@@ -64,8 +64,9 @@ class SessionTransport:
     def connected(self) -> bool:
         return self.session.connected
 
-    def handle(self, call: OcrCall) -> OcrResult:
-        """OCR ``call`` over the session: a frame by reference, anything else copied into a slot once."""
+    def handle(self, call: OcrCall) -> ClientResult:
+        """OCR ``call`` over the session: a frame by reference, anything else copied into a slot once. The
+        reply is validated once, into the client's result (``total_time_ms`` is the shell's to set)."""
         image = call.image
         session = self.session
         opts = call.options
@@ -73,8 +74,13 @@ class SessionTransport:
             if not session.owns(image.lease):
                 raise _stale()
             try:
-                return session.submit(
-                    image.lease, image.array, pixel_format=image.pixel_format, options=opts, timeout=call.timeout
+                return session.submit(  # type: ignore[return-value]  # parse makes a ClientResult
+                    image.lease,
+                    image.array,
+                    pixel_format=image.pixel_format,
+                    options=opts,
+                    timeout=call.timeout,
+                    parse=session_result,
                 )
             except ShmBridgeError as exc:
                 _reraise(exc)
@@ -82,7 +88,9 @@ class SessionTransport:
         try:
             out, written = _copy_in(lease, image, session.state)
             try:
-                return session.submit(lease, out, pixel_format=written, options=opts, timeout=call.timeout)
+                return session.submit(  # type: ignore[return-value]
+                    lease, out, pixel_format=written, options=opts, timeout=call.timeout, parse=session_result
+                )
             except ShmBridgeError as exc:
                 _reraise(exc)
         finally:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import itertools
 import os
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +31,10 @@ from ..wire import Owner, error_of, request_options, slots_per_segment
 #: Results are small, but a page of dense text with boxes can reach a few hundred KiB.
 MAX_REPLY_BODY = 64 * 1024 * 1024
 _NO_OPTIONS = (None, p.NO_OPTIONS)
+#: How a RESULT's fields become the caller's result: one validation (the high-level client passes its own,
+#: so that its ``ClientResult`` is validated once, straight from the reply).
+ParseResult = Callable[[Mapping[str, Any]], OcrResult]
+PARSE: ParseResult = OcrResult.model_validate
 
 
 @dataclass(eq=False)
@@ -197,13 +203,13 @@ class SessionState:
         self.segments[segment.id] = segment
         self.ledger.add_segment(segment.id, segment.slot_size, segment.slot_count)
 
-    def result_of(self, event: p.Event, lease: SlotLease | None = None) -> OcrResult:
-        """The typed result of a reply, or raise the typed error it carries; ``lease``, whose request it
-        answers, is the caller's again."""
+    def result_of(self, event: p.Event, lease: SlotLease | None = None, parse: ParseResult = PARSE) -> OcrResult:
+        """The typed result of a reply (its fields through ``parse``), or raise the typed error it carries;
+        ``lease``, whose request it answers, is the caller's again."""
         if lease is not None:
             self.ledger.replied(lease)
         if isinstance(event, p.Result):
-            return OcrResult.model_validate(event.result)
+            return parse(event.result)
         raise error_of(event)
 
     # -- slots -------------------------------------------------------------------------------
@@ -255,7 +261,7 @@ class SessionState:
 def format_of(image: np.ndarray, pixel_format: PixelFormat | str | None) -> PixelFormat:
     """The pixel format given, or the RGB-family default for the array's channel count."""
     if pixel_format is not None:
-        return PixelFormat(pixel_format)
+        return pixel_format if type(pixel_format) is PixelFormat else PixelFormat(pixel_format)
     return PixelFormat.default_for(1 if image.ndim == 2 else image.shape[2])
 
 

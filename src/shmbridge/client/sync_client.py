@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import ServiceUnavailable
-from .base import ClientResult, Mode, SessionFailure
+from .base import ClientResult, SessionFailure, TransportPolicy
 from .shell import ClientShell
 from .shm import SessionTransport
 
@@ -54,13 +54,13 @@ class Client(ClientShell):
         session = self._session
         if session is not None and session.connected:
             return session
-        if self.mode is Mode.HTTP:
+        if self.transport_policy is TransportPolicy.HTTP:
             return None
         if session is not None:
             self._lost(session, SessionFailure(ServiceUnavailable("the session ended"), broken=True))
         if self._discovered_none:
             return None
-        if self.mode is Mode.SHM:
+        if self.transport_policy is TransportPolicy.SHM:
             self._connect_lock.acquire()  # shm mode waits for a connecting thread; auto mode uses HTTP meanwhile
         elif not self._connect_lock.acquire(blocking=False):
             return None
@@ -68,7 +68,7 @@ class Client(ClientShell):
             current = self._session
             if current is not None and current.connected:
                 return current
-            if self.mode is Mode.AUTO and not self._clock.due():
+            if self.transport_policy is TransportPolicy.AUTO and not self._clock.due():
                 return None
             return self._connect()
         finally:
