@@ -30,7 +30,7 @@ from shmbridge.engines.rapidocr import (
     option_warnings,
     rapidocr_language,
 )
-from shmbridge.engines.results import make_line
+from shmbridge.engines.results import is_drawn_shape, make_line
 from shmbridge.errors import EngineUnavailable, InvalidRequest
 from shmbridge.models import OcrOptions, OcrResult, PixelFormat, Roi
 from shmbridge.service.core import ServiceCore
@@ -185,6 +185,12 @@ def test_minimum_text_height_filters_only_above_the_default(engine: RapidOcrEngi
         )
     tall = read(engine, image, OcrOptions(minimum_text_height=17.5 / 200))
     assert [line.text for line in tall.lines] == ["Backup completed"] and tall.warnings == []
+
+
+def test_a_drawn_shape_alone_is_not_a_line_of_text() -> None:
+    assert is_drawn_shape("■") and is_drawn_shape(" ▌ █ ") and is_drawn_shape("●")
+    assert not is_drawn_shape("■ Done") and not is_drawn_shape("—") and not is_drawn_shape("|")
+    assert not is_drawn_shape("") and not is_drawn_shape("   ")
 
 
 def test_drop_short_lines_measures_the_quad() -> None:

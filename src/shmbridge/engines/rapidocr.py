@@ -33,7 +33,7 @@ from .backends import require_backend
 from .base import Engine, EngineOutput
 from .line_batches import MODEL_LINE_HEIGHT, BatchPlan
 from .ppocr import Detected, TwoResolutionPipeline, engine_params
-from .results import Quad, drop_short_lines, make_line, sample_image
+from .results import Quad, drop_short_lines, is_drawn_shape, make_line, sample_image
 
 #: The models shipped inside the rapidocr 3.x wheel (``site-packages/rapidocr/models``).
 DET_MODEL = "PP-OCRv6_det_small.onnx"
@@ -43,9 +43,10 @@ REC_VERSION = ("PP-OCRv6", "small")
 
 #: Detection's longest side per recognition level, chosen by measurement (docs/benchmarks.md): ``accurate``
 #: detects a 1920×1080 frame at full size (a box found at 1280 px can stop inside the ink, and the box
-#: fitting only shrinks), ``fast`` at 1088 px, the smallest side measured whose recall stayed above 0.97.
+#: fitting only shrinks), ``fast`` at 1280 px: with lines read at ``FAST_LINE_HEIGHT``, boxes found at
+#: 1088 px lost words that 1280 keeps, for little more detection time.
 ACCURATE_DETECT_SIDE = 2000
-FAST_DETECT_SIDE = 1088
+FAST_DETECT_SIDE = 1280
 #: How much ``fast`` narrows line crops before recognition: not at all, as measured (narrowing alone
 #: loses words where a lower line height does not); the option stays for experiments.
 FAST_SQUEEZE = 1.0
@@ -342,6 +343,8 @@ class RapidOcrEngine(Engine):
         started = time.perf_counter()
         lines: list[TextLine] = []
         for box, text, score in zip(read.boxes, read.texts, read.scores, strict=True):
+            if is_drawn_shape(text):  # a cursor or a bullet square read alone: not a line of text
+                continue
             points: Quad = [(float(x), float(y)) for x, y in box]
             if self._fit_boxes:
                 points = fit_to_ink(image, points)

@@ -70,6 +70,13 @@ def drop_short_lines(lines: list[TextLine], minimum_text_height: float, image_he
     return [line for line in lines if _quad_height(line.quad) >= limit]
 
 
+def is_drawn_shape(text: str) -> bool:
+    """True when ``text`` is only block elements and geometric shapes (U+2580-U+25FF, such as a
+    terminal's block cursor read as ``■``): a drawn shape, not text, once whitespace is set aside."""
+    glyphs = [char for char in text if not char.isspace()]
+    return bool(glyphs) and all("\u2580" <= char <= "\u25ff" for char in glyphs)
+
+
 def _quad_height(quad: Sequence[Sequence[float]]) -> float:
     (x0, y0), (x1, y1), (x2, y2), (x3, y3) = quad[:4]
     return (math.hypot(x3 - x0, y3 - y0) + math.hypot(x2 - x1, y2 - y1)) / 2
