@@ -44,7 +44,8 @@ from .base import (
     with_warnings,
 )
 from .diagnose import Diagnosis, diagnose
-from .http import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, HttpTransport, stream_path
+from .http_base import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, stream_path
+from .http_transport import HttpTransport
 from .inputs import Prepared, prepare
 from .shm import SessionTransport
 from .streams import StreamRules

@@ -43,7 +43,8 @@ from .base import (
     with_warnings,
 )
 from .diagnose import Diagnosis, diagnose_async
-from .http import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, AsyncHttpTransport, stream_path
+from .http_base import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, stream_path
+from .http_transport_async import AsyncHttpTransport
 from .inputs import Prepared, prepare
 from .shm_async import AsyncSessionTransport
 from .streams import StreamRules
