@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAIRS = [
     ("src/shmbridge/client/shell_async.py", "src/shmbridge/client/shell.py"),
     ("src/shmbridge/client/shm_async.py", "src/shmbridge/client/shm.py"),
+    ("src/shmbridge/client/http_transport_async.py", "src/shmbridge/client/http_transport.py"),
 ]
 
 HEADER = (

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from shmbridge import errors
-from shmbridge.client import http as http_module
+from shmbridge.client import http_transport, http_transport_async
 from shmbridge.client.base import OcrCall, RetryPolicy, Timeouts, build_options, session_failure
 from shmbridge.client.http import AsyncHttpTransport, HttpTransport, option_params, response_failure
 from shmbridge.client.inputs import Pixels, prepare
@@ -92,7 +92,7 @@ def test_http_transport_retries_503_honouring_retry_after(monkeypatch: pytest.Mo
     sent: list[httpx.Request] = []
     answers = [_error(503, "BUSY", retry_after=0.25), _error(503, "SHUTTING_DOWN"), httpx.Response(200, json=OK)]
     waits: list[float] = []
-    monkeypatch.setattr(http_module.time, "sleep", waits.append)
+    monkeypatch.setattr(http_transport.time, "sleep", waits.append)
 
     def handler(request: httpx.Request) -> httpx.Response:
         sent.append(request)
@@ -113,7 +113,7 @@ def test_http_transport_retries_503_honouring_retry_after(monkeypatch: pytest.Mo
 
 
 def test_http_transport_gives_up_with_the_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(http_module.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(http_transport.time, "sleep", lambda seconds: None)
     calls = {"n": 0}
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -149,7 +149,7 @@ def test_async_http_transport_retries_connection_errors(monkeypatch: pytest.Monk
     async def no_sleep(seconds: float) -> None:
         return None
 
-    monkeypatch.setattr(http_module.asyncio, "sleep", no_sleep)
+    monkeypatch.setattr(http_transport_async.asyncio, "sleep", no_sleep)
 
     def handler(request: httpx.Request) -> httpx.Response:
         attempts["n"] += 1

@@ -219,6 +219,7 @@ class BaseClient:
         #: Which transports this client may use (``mode=``; ``mode`` reads and sets it too).
         self.transport_policy = TransportPolicy(mode)
         self.timeouts = timeout if isinstance(timeout, Timeouts) else Timeouts(request=float(timeout))
+        self._session_budget = self.timeouts.session_timeout  # what `_ocr` reads per call, not the property
         self.retry = retry or RetryPolicy()
         configured, source = (os.fspath(socket), "argument") if socket is not None else socket_from_environment()
         #: The socket the caller named (argument or environment); ``None`` means "discover it".

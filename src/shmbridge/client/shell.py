@@ -44,7 +44,8 @@ from .base import (
     with_warnings,
 )
 from .diagnose import Diagnosis, diagnose
-from .http import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, HttpTransport, stream_path
+from .http_base import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, stream_path
+from .http_transport import HttpTransport
 from .inputs import Prepared, prepare
 from .shm import SessionTransport
 from .streams import StreamRules
@@ -245,13 +246,13 @@ class ClientShell(BaseClient):
     ) -> ClientResult:
         """The one place that chooses between the transports."""
         session = self._session
-        if session is None or not session.connected:  # an open session is taken as it is: no wait to make
+        if session is None or not session.session.connected:  # an open session is taken as it is: no wait
             session = self._session_or_none()
         if session is None and self.transport_policy is TransportPolicy.SHM:
             raise self._no_session_error()
         failed: SessionFailure | None = None
         if session is not None:
-            call = OcrCall(prepared, opts, request_id, timeout or self.timeouts.session_timeout)
+            call = OcrCall(prepared, opts, request_id, timeout or self._session_budget)
             try:
                 return timed(session.handle(call), started)
             except SessionFailure as failure:

@@ -43,7 +43,8 @@ from .base import (
     with_warnings,
 )
 from .diagnose import Diagnosis, diagnose_async
-from .http import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, AsyncHttpTransport, stream_path
+from .http_base import ENHANCED_METRICS_PATH, HEALTH_PATH, INFO_PATH, stream_path
+from .http_transport_async import AsyncHttpTransport
 from .inputs import Prepared, prepare
 from .shm_async import AsyncSessionTransport
 from .streams import StreamRules
@@ -244,13 +245,13 @@ class AsyncClientShell(BaseClient):
     ) -> ClientResult:
         """The one place that chooses between the transports."""
         session = self._session
-        if session is None or not session.connected:  # an open session is taken as it is: no wait to make
+        if session is None or not session.session.connected:  # an open session is taken as it is: no wait
             session = await self._session_or_none()
         if session is None and self.transport_policy is TransportPolicy.SHM:
             raise self._no_session_error()
         failed: SessionFailure | None = None
         if session is not None:
-            call = OcrCall(prepared, opts, request_id, timeout or self.timeouts.session_timeout)
+            call = OcrCall(prepared, opts, request_id, timeout or self._session_budget)
             try:
                 return timed(await session.handle(call), started)
             except SessionFailure as failure:
