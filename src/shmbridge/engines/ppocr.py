@@ -16,7 +16,7 @@ What it must never do:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +114,8 @@ class TwoResolutionPipeline:
         cfg.Rec.font_path = None
         self._detector = TextDetector(cfg.Det)
         self._recognizer = TextRecognizer(cfg.Rec)
-        #: Why lines are read at the model's height whatever a plan asks (``None``: any height works).
+        #: Why this backend reads lines only at the model's height (``None``: any height works); the
+        #: caller then plans at that height.
         self.fixed_height: str | None = None
         if heights != {MODEL_LINE_HEIGHT}:
             self.fixed_height = free_height(self._recognizer, str(cfg.Rec.engine_type.value), Path(cfg.Rec.model_path))
@@ -157,8 +158,6 @@ class TwoResolutionPipeline:
                 cv2.resize(crop, (max(1, round(crop.shape[1] * squeeze)), crop.shape[0]), interpolation=cv2.INTER_AREA)
                 for crop in crops
             ]
-        if self.fixed_height is not None and plan.height != MODEL_LINE_HEIGHT:
-            plan = replace(plan, height=MODEL_LINE_HEIGHT)
         texts, scores = [""] * len(crops), [0.0] * len(crops)
         recognizer = self._recognizer
         for batch in batches(crops, plan):

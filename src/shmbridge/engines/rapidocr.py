@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
@@ -272,6 +273,8 @@ class RapidOcrEngine(Engine):
                                    unclip_ratio=unclip_ratio, rec_batch=rec_batch)  # fmt: skip
             heights = frozenset(plan.height for plan in plans.values())
             self._pipeline: TwoResolutionPipeline | None = TwoResolutionPipeline(params, heights)
+            if self._pipeline.fixed_height is not None:  # this backend reads every line at the model's height
+                plans = {level: replace(plan, height=MODEL_LINE_HEIGHT) for level, plan in plans.items()}
             covered = RapidOCR.list_supported_langs("rec", *REC_VERSION)
         except ImportError as exc:
             raise EngineUnavailable(f"engine 'rapidocr' cannot import {exc.name or exc}: {_INSTALL}") from exc
@@ -314,8 +317,7 @@ class RapidOcrEngine(Engine):
     def line_height_for(self, options: OcrOptions) -> int:
         """The height this request's recognition level scales lines to (the model's own when the backend
         cannot take another)."""
-        plan = self._levels[options.recognition_level].plan
-        return MODEL_LINE_HEIGHT if self._open().fixed_height is not None else plan.height
+        return self._levels[options.recognition_level].plan.height
 
     def squeeze_for(self, options: OcrOptions) -> float:
         """How much this request's recognition level narrows line crops before recognition."""
