@@ -55,6 +55,17 @@ def test_detection_size_scales_down_only_and_rounds_to_32() -> None:
     assert detection_size(10, 10, 1280) == (32, 32)
 
 
+def test_a_line_reads_the_same_alone_or_among_all_lines(engine: RapidOcrEngine, desktop: synthetic.Labelled) -> None:
+    """Recognition does not depend on the other lines of the frame (``BatchPlan.invariant``): the lines of
+    a few boxes, read alone, are the lines those boxes give when the whole frame's boxes are read."""
+    image = bgr(desktop[0])
+    boxes = engine.detect(image, 2000).boxes[:24]
+    every = engine.read_boxes(image, boxes)
+    some = list(range(0, len(boxes), 5))
+    assert [every[i] for i in some] == engine.read_boxes(image, boxes[some])
+    assert [every[1]] == engine.read_boxes(image, boxes[1:2])
+
+
 @pytest.mark.parametrize("side", [1920, 1280, 960])
 def test_boxes_land_in_full_frame_pixels(engine: RapidOcrEngine, desktop: synthetic.Labelled, side: int) -> None:
     """Detected at 1920, 1280 or 960 px wide, every drawn line's ink is covered by one detected box in the

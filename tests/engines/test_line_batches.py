@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shmbridge.engines.line_batches import MODEL_LINE_HEIGHT, BatchPlan, batches, tensor_of, with_margin
+from shmbridge.engines.line_batches import (
+    MODEL_LINE_HEIGHT,
+    BatchPlan,
+    batches,
+    ladder_ratio,
+    tensor_of,
+    with_margin,
+)
 from shmbridge.engines.line_height import free_height_model
 from shmbridge.engines.rapidocr import locate_models
 
@@ -27,9 +34,10 @@ def test_a_margin_repeats_the_edge_rows_above_and_below() -> None:
 
 
 def test_batches_group_crops_of_like_shape_and_keep_every_index_once() -> None:
+    """RapidOCR's way (``invariant=False``): a batch is padded to its widest crop."""
     widths = [30, 600, 32, 610, 300, 31, 305, 1200]
     crops = [_crop(20, width) for width in widths]
-    plan = BatchPlan(margin=1.0, tolerance=1.1, max_lines=2, floor=3.0)
+    plan = BatchPlan(margin=1.0, tolerance=1.1, max_lines=2, floor=3.0, invariant=False)
     planned = list(batches(crops, plan))
     seen = sorted(index for batch in planned for index in batch.indices)
     assert seen == list(range(len(crops)))
@@ -40,6 +48,38 @@ def test_batches_group_crops_of_like_shape_and_keep_every_index_once() -> None:
         assert batch.tensor.shape[:3] == (len(batch.indices), 3, plan.height)
     # The three narrow crops sit under the floor together, the wide one alone.
     assert [sorted(b.indices) for b in planned if 7 in b.indices] == [[7]]
+
+
+def test_the_ladder_gives_each_crop_a_width_of_its_own_within_the_tolerance() -> None:
+    plan = BatchPlan(tolerance=1.1, floor=3.0)
+    assert ladder_ratio(0.5, plan) == ladder_ratio(3.0, plan) == 3.0  # the floor is the first rung
+    rungs = {ladder_ratio(ratio, plan) for ratio in np.linspace(3.0, 60.0, 2000)}
+    for ratio in np.linspace(3.01, 60.0, 500):
+        rung = ladder_ratio(ratio, plan)
+        assert ratio <= rung < ratio * plan.tolerance + 1e-9 and rung in rungs
+    assert len(rungs) < 40  # a ladder, not a width per crop: like crops still share batches
+
+
+def test_a_crops_tensor_does_not_depend_on_what_shares_its_batch() -> None:
+    """The invariant plan (the default): the same crop, batched alone or among others, becomes the same
+    rows of input, so the recogniser reads it the same (a stream's crop reads a line as the full frame)."""
+    plan = BatchPlan(max_lines=4)
+    line = _crop(20, 300, value=180)
+    others = [_crop(20, width) for width in (310, 320, 290, 30, 900, 305, 315)]
+
+    def rows_of(crops: list[np.ndarray], index: int) -> np.ndarray:
+        for batch in batches(crops, plan):
+            if index in batch.indices:
+                return batch.tensor[batch.indices.index(index)]
+        raise AssertionError("the crop is in no batch")
+
+    alone = rows_of([line], 0)
+    among = rows_of([*others[:3], line, *others[3:]], 3)
+    assert alone.shape == among.shape and (alone == among).all()
+    # RapidOCR's way pads it to a wider batch-mate: other rows.
+    old = BatchPlan(max_lines=4, invariant=False)
+    widths = {batch.tensor.shape[3] for batch in batches([*others[:3], line], old)}
+    assert max(widths) > alone.shape[2]
 
 
 def test_the_tensor_is_normalised_to_minus_one_one_and_padded_with_zero() -> None:

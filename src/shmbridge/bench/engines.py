@@ -55,7 +55,8 @@ class Setup:
 #: thread count in each of two workers, RapidOCR's own recognition batches: 6 lines in order of shape,
 #: never narrower than 320/48 of their height, no room added around a line).
 REFERENCE = "today"
-RAPIDOCR_BATCHES = {"rec_batch": 6, "batch_tolerance": 1e9, "batch_floor": 320 / 48, "line_margin": 1.0}
+RAPIDOCR_BATCHES = {"rec_batch": 6, "batch_tolerance": 1e9, "batch_floor": 320 / 48, "batch_invariant": False,
+                    "line_margin": 1.0}  # fmt: skip
 SETUPS: dict[str, Setup] = {
     REFERENCE: Setup(
         options={"backend": "onnxruntime", "detect_side": 2000, "intra_op_threads": 0, **RAPIDOCR_BATCHES},

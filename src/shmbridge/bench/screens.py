@@ -40,15 +40,16 @@ class Page:
 
 
 def load_scorer(folder: Path) -> ModuleType:
-    """The folder's ``score.py`` as a module (it has ``score(truth, lines)`` and ``aggregate(results)``)."""
-    path = folder / "score.py"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: a screens folder carries its own score.py")
-    spec = importlib.util.spec_from_file_location("shmbridge_screens_score", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The ``score.py`` of a screens folder, or of the folder holding it (a ``seq-*`` folder uses its
+    parent's), as a module: it has ``score(truth, lines)``, ``aggregate(results)`` and ``tokens(text)``."""
+    for path in (folder / "score.py", folder.parent / "score.py"):
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location(f"shmbridge_score_{abs(hash(path))}", path)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    raise FileNotFoundError(f"no score.py in {folder} or {folder.parent}: a screens folder carries its own")
 
 
 def load_pages(folder: Path, names: list[str] | None = None, size: str | None = "1920x1080") -> list[Page]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import json
 import os
 import statistics
@@ -41,24 +40,13 @@ from ..engines.results import reading_order
 from ..models import PixelFormat, Roi, TextLine
 from ..streams import Stream, StreamPolicy, StreamStep, engine_reader, fingerprint
 from .machine import load_average
+from .screens import load_scorer
 from .stats import percentile
 
 DEFAULT_SEQUENCES = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "screens"
 #: Steps whose change covers at most this fraction of the tiles are the issue's "small" steps.
 SMALL_CHANGE = 0.05
 SMALL_ACTIONS = ("type", "hover", "select", "close")
-
-
-def load_scorer(folder: Path) -> ModuleType:
-    """The ``score.py`` of a sequence folder or of the folder holding it."""
-    for candidate in (folder / "score.py", folder.parent / "score.py"):
-        if candidate.is_file():
-            spec = importlib.util.spec_from_file_location(f"score_{abs(hash(candidate))}", candidate)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            return module
-    raise FileNotFoundError(f"no score.py in {folder} or {folder.parent}")
 
 
 def as_boxes(lines: list[TextLine]) -> list[dict[str, Any]]:

@@ -8,10 +8,16 @@ This module owns the plan that wastes less, and the one float32 tensor each batc
 
 - a margin above and below each crop (``margin``, a factor of its height; the edge rows repeated): the
   detector's boxes hug the ink, and the recogniser reads a line better with a little room around it;
-- crops sorted by aspect ratio, and a batch closed when the next crop is more than ``tolerance`` wider
-  than the batch's first (relative) or the batch holds ``max_lines``;
-- a floor on a batch's aspect ratio (``floor``), so a batch of tiny crops is still a shape the network
-  reads well, lower than RapidOCR's (3 against 6.7).
+- each crop padded to a width of its own (``invariant``, the default): the least of a fixed ladder of
+  widths, each ``tolerance`` times the one before, that holds it; crops of one width share batches of
+  at most ``max_lines``. A crop's tensor then depends on that crop alone, so a line reads the same
+  whatever else is on the screen: a screen stream's crop of three lines reads them as the full frame
+  does (the padding a batch-mate forces on a line changes what the recogniser reads at its end);
+- or, with ``invariant=False`` (RapidOCR's way, kept for the reference row of the engines benchmark),
+  crops sorted by aspect ratio, and a batch closed when the next crop is more than ``tolerance`` wider
+  than the batch's first or the batch holds ``max_lines``, padded to its widest;
+- a floor on the aspect ratio (``floor``), so a tiny crop is still a shape the network reads well,
+  lower than RapidOCR's (3 against 6.7).
 
 docs/benchmarks.md has the measurements behind the defaults. This module must never run a model, decide
 which lines exist, or keep a crop past the call.
@@ -38,6 +44,7 @@ class BatchPlan:
     tolerance: float = 1.1
     max_lines: int = 16
     floor: float = 3.0
+    invariant: bool = True
 
     def __post_init__(self) -> None:
         if not 16 <= self.height <= 96:
@@ -68,11 +75,23 @@ def with_margin(crop: np.ndarray, margin: float) -> np.ndarray:
     return cv2.copyMakeBorder(crop, extra, extra, 0, 0, cv2.BORDER_REPLICATE)
 
 
+def ladder_ratio(ratio: float, plan: BatchPlan) -> float:
+    """The width ÷ height a crop of aspect ``ratio`` is padded to under an invariant plan: the least rung
+    of ``floor × tolerance**k`` (k = 0, 1, ...) that holds it. It depends on the crop alone."""
+    if ratio <= plan.floor or plan.tolerance == 1.0:
+        return max(ratio, plan.floor)
+    rung = math.ceil(math.log(ratio / plan.floor) / math.log(plan.tolerance) - 1e-9)
+    return max(ratio, plan.floor * plan.tolerance**rung)  # max: a rounding error never cuts the crop
+
+
 def batches(crops: Sequence[np.ndarray], plan: BatchPlan) -> Iterator[Batch]:
     """The crops (BGR, any size) as batches ready for the recogniser, in order of aspect ratio."""
     framed = [with_margin(crop, plan.margin) for crop in crops]
     ratios = [crop.shape[1] / crop.shape[0] for crop in framed]
     order = sorted(range(len(framed)), key=ratios.__getitem__)
+    if plan.invariant:
+        yield from _laddered(framed, ratios, order, plan)
+        return
     start = 0
     while start < len(order):
         first = max(ratios[order[start]], plan.floor)
@@ -82,6 +101,21 @@ def batches(crops: Sequence[np.ndarray], plan: BatchPlan) -> Iterator[Batch]:
             end += 1
         indices = order[start:end]
         width_ratio = max(plan.floor, ratios[indices[-1]])
+        yield Batch(indices, [ratios[i] for i in indices], width_ratio,
+                    tensor_of([framed[i] for i in indices], plan.height, width_ratio))  # fmt: skip
+        start = end
+
+
+def _laddered(framed: list[np.ndarray], ratios: list[float], order: list[int], plan: BatchPlan) -> Iterator[Batch]:
+    """Batches of crops padded to the same rung of the ladder, at most ``max_lines`` each."""
+    rungs = [ladder_ratio(ratio, plan) for ratio in ratios]
+    start = 0
+    while start < len(order):
+        width_ratio = rungs[order[start]]
+        end = start + 1
+        while end < len(order) and end - start < plan.max_lines and rungs[order[end]] == width_ratio:
+            end += 1
+        indices = order[start:end]
         yield Batch(indices, [ratios[i] for i in indices], width_ratio,
                     tensor_of([framed[i] for i in indices], plan.height, width_ratio))  # fmt: skip
         start = end

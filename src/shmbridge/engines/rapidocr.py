@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import languages
 from ..errors import EngineUnavailable, ErrorCode, InvalidRequest
-from ..models import OcrOptions, PixelFormat, TextLine
+from ..models import DEFAULT_OPTIONS, OcrOptions, PixelFormat, TextLine
 from .backends import require_backend
 from .base import Engine, EngineOutput
 from .line_batches import MODEL_LINE_HEIGHT, BatchPlan
@@ -232,6 +232,7 @@ class RapidOcrEngine(Engine):
         fast_line_margin: float = FAST_LINE_MARGIN,
         batch_tolerance: float = BATCH_TOLERANCE,
         batch_floor: float = BATCH_FLOOR,
+        batch_invariant: bool = True,
         use_cls: bool = False,
         fit_boxes: bool = True,
         intra_op_threads: int | None = None,
@@ -243,8 +244,9 @@ class RapidOcrEngine(Engine):
         ``line_height``, ``fast_line_height``: the height lines are scaled to for recognition at each
         level (the model's own is 48; onnxruntime only, OpenVINO keeps 48); ``line_margin``,
         ``fast_line_margin``: room added above and below each line crop, as a factor of its height;
-        ``rec_batch``, ``batch_tolerance``, ``batch_floor``: how lines are batched for recognition (see
-        ``line_batches.BatchPlan``); ``backend``: ``onnxruntime`` or
+        ``rec_batch``, ``batch_tolerance``, ``batch_floor``, ``batch_invariant``: how lines are batched
+        for recognition (see ``line_batches.BatchPlan``; invariant: a line reads the same whatever shares
+        its batch); ``backend``: ``onnxruntime`` or
         ``openvino`` (default: ``backends.default_backend()``); ``fit_boxes``: shrink detector boxes to
         the ink (see ``fit_to_ink``); ``intra_op_threads``: inference threads per instance (the service
         sets it from the thread budget; 0: the runtime's own choice, a thread per core); ``use_cls``: must
@@ -261,7 +263,8 @@ class RapidOcrEngine(Engine):
             raise ValueError("use_cls is not supported: the angle classifier flips UI lines")
         if intra_op_threads is not None and intra_op_threads < 0:
             raise ValueError(f"intra_op_threads must be 0 (the runtime's own choice) or more, not {intra_op_threads}")
-        grouping = {"max_lines": rec_batch, "tolerance": batch_tolerance, "floor": batch_floor}
+        grouping = {"max_lines": rec_batch, "tolerance": batch_tolerance, "floor": batch_floor,
+                    "invariant": batch_invariant}  # fmt: skip
         plans = {"accurate": BatchPlan(height=line_height, margin=line_margin, **grouping),
                  "fast": BatchPlan(height=fast_line_height, margin=fast_line_margin, **grouping)}  # fmt: skip
         chosen = require_backend(backend)
@@ -300,6 +303,7 @@ class RapidOcrEngine(Engine):
             "fast_line_margin": fast_line_margin,
             "batch_tolerance": batch_tolerance,
             "batch_floor": batch_floor,
+            "batch_invariant": batch_invariant,
             "line_height_fixed": self._pipeline.fixed_height,
             "use_cls": False,
             "fit_boxes": fit_boxes,
@@ -326,6 +330,12 @@ class RapidOcrEngine(Engine):
     def detect(self, image: np.ndarray, longest_side: int) -> Detected:
         """Only the detection stage, on a BGR frame: line quads in full-frame pixels."""
         return self._open().detect(image, longest_side)
+
+    def read_boxes(self, image: np.ndarray, boxes: np.ndarray, options: OcrOptions = DEFAULT_OPTIONS) -> list[str]:
+        """Only the recognition stage: the text of each quad (N×4×2, full-frame pixels) of a BGR frame,
+        read as this request's level reads lines."""
+        level = self._levels[options.recognition_level]
+        return self._open().recognize(image, boxes, level.plan, level.squeeze)[0]
 
     def _open(self) -> TwoResolutionPipeline:
         if self._pipeline is None:
