@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shmbridge.streams.regions import Rect, cover_lines, cut_edges, merge, past_cuts, tile_groups
+from shmbridge.streams.regions import Rect, cover_lines, cut_edges, merge, padded_lines, past_cuts, tile_groups
 
 rects = st.builds(
     lambda x, y, w, h: Rect(x, y, x + w, y + h),
@@ -31,11 +31,39 @@ def test_settled_rectangles_hold_every_line_they_touch(changed: list[Rect], line
     assert settled and 1 <= len(result) <= limit
     for rect in changed:
         assert any(out.contains(rect.clipped(480, 800)) for out in result)
-    for line in lines:
-        padded = line.grown(3, 3, 3, 3).clipped(480, 800)
+    for line, padded in zip(lines, padded_lines(lines, 3, height=480, width=800), strict=True):
         assert all(out.contains(padded) or not out.intersects(line) for out in result)
     for i, a in enumerate(result):
         assert not any(a.near(b, 8, 40) for b in result[i + 1 :])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(rects, max_size=20))
+def test_padding_stops_halfway_to_a_neighbour(lines: list[Rect]) -> None:
+    lines = [line.clipped(480, 800) for line in lines if line.clipped(480, 800).area]
+    padded = padded_lines(lines, 4, height=480, width=800)
+    for i, (line, around) in enumerate(zip(lines, padded, strict=True)):
+        assert around.contains(line) and line.grown(4, 4, 4, 4).clipped(480, 800).contains(around)
+        for j, other in enumerate(lines):
+            if j != i and not other.intersects(line):
+                assert not around.intersects(other), (line, around, other)
+
+
+def test_a_diagonal_neighbour_stays_outside_the_padding() -> None:
+    lines = [Rect(0, 0, 10, 10), Rect(12, 12, 20, 20)]
+    first, second = padded_lines(lines, 4, height=100, width=100)
+    assert not first.intersects(lines[1]) and not second.intersects(lines[0])
+
+
+def test_covering_one_line_of_a_tight_paragraph_leaves_its_neighbours() -> None:
+    """Lines 3 px apart (a code block): a change on the middle line reads that line, not the block."""
+    paragraph = [Rect(50, 100 + 18 * k, 600, 115 + 18 * k) for k in range(10)]
+    changed = [Rect(40, 172, 70, 185)]  # on line 4 (y 172-187) alone
+    result, settled = cover_lines(changed, paragraph, height=480, width=800, gap=0, limit=6, rounds=8, pad=4)
+    assert settled and len(result) == 1
+    (rect,) = result
+    assert rect.contains(paragraph[4]) and not rect.intersects(paragraph[3]) and not rect.intersects(paragraph[5])
+    assert rect.y0 == 172 - 1 and rect.y1 == 187 + 1  # halfway into the 3 px gaps
 
 
 def test_merge_keeps_far_rectangles_apart_within_the_limit() -> None:

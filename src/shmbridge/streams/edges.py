@@ -3,8 +3,10 @@
 Changed tiles are cut down to the rows that changed, and then grown over the cached lines they touch.
 Text the cache does not hold (a line the previous read missed, or one that moved in with a scroll) can
 still lie across a rectangle's edge, and a crop that cuts it in half reads as nothing. So each edge moves
-outwards, within a reach, to the nearest row (or column) whose pixels across the rectangle are all
-within a tolerance of each other: background, which no glyph crosses.
+outwards, within a reach, to the nearest row (or column) that is background across the rectangle: one
+that, walked along, jumps by more than a tolerance only a few times (at a panel's edges or a border),
+where a line of text jumps at every stroke. Backgrounds of several colours side by side (a page, a
+sidebar, a code block) are still background.
 
 What it must never do: write to the frame or keep it; move an edge inwards or further than its reach.
 It reads only the bands just outside the rectangle.
@@ -16,9 +18,9 @@ import numpy as np
 
 from .regions import Rect
 
-#: How many of a row's pixels may differ from its median while it still counts as background: a
-#: panel's 1-pixel borders, not a glyph (even a narrow one has more).
-_STRAY = 3
+#: How many jumps a row may make while it still counts as background: the edges of a few panels and
+#: borders side by side, not a line of text (each glyph it crosses makes two).
+_JUMPS = 6
 #: Quiet lines kept around text at a moved edge.
 _CONTEXT = 6
 
@@ -37,16 +39,25 @@ def quiet_edges(frame: np.ndarray, rect: Rect, *, reach: int, tolerance: int) ->
     return Rect(left, top, right, bottom)
 
 
+def sealed(frame: np.ndarray, rect: Rect, *, tolerance: int) -> tuple[bool, bool]:
+    """Whether the row just above ``rect`` and the row just below it are background (or the frame ends
+    there): no glyph crosses them, so no line read inside continues past that edge."""
+    height = frame.shape[0]
+    above = rect.y0 == 0 or bool(_quiet(frame[rect.y0 - 1 : rect.y0, rect.x0 : rect.x1], 0, tolerance)[0])
+    below = rect.y1 >= height or bool(_quiet(frame[rect.y1 : rect.y1 + 1, rect.x0 : rect.x1], 0, tolerance)[0])
+    return above, below
+
+
 def _quiet(band: np.ndarray, axis: int, tolerance: int) -> np.ndarray:
     """For each row (``axis=0``) or column (``axis=1``) of ``band``: whether it is background, that is
-    at most ``_STRAY`` of its pixels lie further than ``tolerance`` from its median ."""
+    its value (the brightest channel) jumps by more than ``tolerance`` between neighbours at most
+    ``_JUMPS`` times."""
     if band.size == 0:
         return np.zeros(band.shape[axis], bool)
     lines = band if axis == 0 else band.swapaxes(0, 1)
     values = lines.reshape(lines.shape[0], lines.shape[1], -1).max(axis=2).astype(np.int16)
-    median = np.median(values, axis=1, keepdims=True)
-    stray = (np.abs(values - median) > tolerance).sum(axis=1)
-    return stray <= _STRAY
+    jumps = (np.abs(np.diff(values, axis=1)) > tolerance).sum(axis=1)
+    return jumps <= _JUMPS
 
 
 def _before(edge: int, quiet: np.ndarray) -> int:

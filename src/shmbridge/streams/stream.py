@@ -21,7 +21,7 @@ import numpy as np
 
 from ..engines.results import reading_order
 from ..models import Roi, StreamInfo, TextLine
-from .edges import quiet_edges
+from .edges import quiet_edges, sealed
 from .fingerprint import Fingerprints, changed_rows, changed_tiles, fingerprint
 from .lines import difference, unique
 from .policy import FrameKey, KeyframeReason, StreamPolicy, keyframe_reason
@@ -248,11 +248,7 @@ class Stream:
             for rect in rects:
                 if rect not in found:
                     found[rect] = reader.read(rect)
-            grown = [
-                past_cuts(rect, [Rect.around(line.box) for line in found[rect]], height=height, width=width,
-                          slack=_EDGE_SLACK, step=policy.tile)
-                for rect in rects
-            ]  # fmt: skip
+            grown = [self._past_cuts(reader.frame, rect, found[rect]) for rect in rects]
             if grown == rects:
                 break
             rects, _ = self._cover(grown, carried, height, width)
@@ -262,12 +258,23 @@ class Stream:
                     found[rect] = reader.read(rect)
         return rects, [line for rect in rects for line in found.get(rect, [])]
 
+    def _past_cuts(self, frame: np.ndarray, rect: Rect, lines: Sequence[TextLine]) -> Rect:
+        """``rect`` grown past each edge a line read inside it reaches (``regions.past_cuts``), except
+        above or below it where the row outside is background: a line reaching such an edge is whole."""
+        height, width = frame.shape[0], frame.shape[1]
+        grown = past_cuts(rect, [Rect.around(line.box) for line in lines], height=height, width=width,
+                          slack=_EDGE_SLACK, step=self.policy.tile)  # fmt: skip
+        if grown.y0 == rect.y0 and grown.y1 == rect.y1:
+            return grown
+        above, below = sealed(frame, rect, tolerance=self.policy.quiet_tolerance)
+        return Rect(grown.x0, rect.y0 if above else grown.y0, grown.x1, rect.y1 if below else grown.y1)
+
 
 class _TimedReader:
     """Calls ``recognize`` on rectangles of one frame and adds up the time it takes."""
 
     def __init__(self, frame: np.ndarray, recognize: Recognize) -> None:
-        self._frame = frame
+        self.frame = frame
         self._recognize = recognize
         self.seconds = 0.0
         self.pixels = 0
@@ -276,7 +283,7 @@ class _TimedReader:
         self.pixels += rect.area
         started = time.perf_counter()
         try:
-            return list(self._recognize(self._frame, rect.roi()))
+            return list(self._recognize(self.frame, rect.roi()))
         finally:
             self.seconds += time.perf_counter() - started
 
