@@ -78,3 +78,22 @@ def test_repainting_a_level_or_two_is_not_a_change_unless_asked() -> None:
     assert DEFAULT_IGNORE_BITS == 4
     assert not changed_tiles(fingerprint(frame), fingerprint(edited)).any()
     assert changed_tiles(fingerprint(frame, ignore_bits=0), fingerprint(edited, ignore_bits=0)).sum() == 1
+
+
+@pytest.mark.parametrize(("width", "channels"), [(1920, 3), (1000, 3), (640, 4), (333, 1)])
+def test_row_fingerprints_are_the_weighted_sums_they_are_defined_as(width: int, channels: int) -> None:
+    """Whatever loop computes them (words or bytes, full tile columns and a partial last one), each row's
+    fingerprint in a tile column is the sum of its masked bytes (read as little-endian words where a tile
+    row is a whole number of words and rows start on a word) times fixed odd weights, modulo 2**64."""
+    from shmbridge.streams.fingerprint import _weights
+
+    frame = _frame(70, width, channels) if channels > 1 else _frame(70, width, 3)[:, :, 0].copy()
+    prints = fingerprint(frame, 32, DEFAULT_IGNORE_BITS)
+    flat = (frame.reshape(70, -1) & np.uint8(0xF0)).astype(np.uint8)
+    tile_bytes = 32 * channels
+    for column in range(prints.rows.shape[1]):
+        part = np.ascontiguousarray(flat[:, column * tile_bytes : (column + 1) * tile_bytes])
+        if part.shape[1] == tile_bytes and tile_bytes % 8 == 0 and flat.shape[1] % 8 == 0:
+            part = part.view(np.uint64)
+        expected = np.einsum("yk,k->y", part.astype(np.uint64), _weights(part.shape[1]), dtype=np.uint64)
+        assert (prints.rows[:, column] == expected).all(), column
