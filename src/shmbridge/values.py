@@ -68,7 +68,7 @@ def split_list(value: object) -> object:
 
 
 def parse_options(value: object) -> object:
-    """``"checksum_mode=full,delay_ms=5"`` → a dict (each value read as JSON when it is JSON); a JSON object works."""
+    """``"checksum_mode=full,delay_ms=5"`` → a dict (each value read by ``_option_value``); a JSON object works."""
     if not isinstance(value, str):
         return value
     text = value.strip()
@@ -79,11 +79,23 @@ def parse_options(value: object) -> object:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"engine options are KEY=VALUE, not {item!r}")
-        try:
-            options[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            options[key.strip()] = raw
+        options[key.strip()] = _option_value(raw.strip())
     return options
+
+
+#: Python's spellings, which people type as often as JSON's: as strings they would all be true.
+_WORDS = {"True": True, "False": False, "None": None}
+
+
+def _option_value(raw: str) -> Any:
+    """A value read as JSON when it is JSON (``false``, ``5``, ``1.5``), as Python's ``True``, ``False``
+    or ``None``, else as the string itself."""
+    if raw in _WORDS:
+        return _WORDS[raw]
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
 
 
 def is_size(metadata: list[Any]) -> bool:

@@ -150,3 +150,12 @@ def test_deploy_files_and_docs_use_only_real_variable_names() -> None:
     allowed = known_variables() | DEPLOYMENT_VARIABLES | {"SHMBRIDGE_SOCKET"}  # the deprecated alias, named in docs
     unknown = sorted(pair for pair in used if pair[0] not in allowed)
     assert not unknown, f"not a variable shmbridge reads: {unknown}"
+
+
+def test_engine_option_values_read_as_json_or_as_python_spells_them() -> None:
+    """``batch_invariant=False`` typed the Python way must not arrive as the (true) string "False"."""
+    from shmbridge.values import parse_options
+
+    assert parse_options("a=false,b=False,c=True,d=None,e=5,f=1.5,g=fast,h=") == {
+        "a": False, "b": False, "c": True, "d": None, "e": 5, "f": 1.5, "g": "fast", "h": ""
+    }  # fmt: skip

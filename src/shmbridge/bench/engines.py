@@ -168,7 +168,7 @@ def run(names: Sequence[str], pages: Sequence[Page], scorer: Any, rounds: int, c
         rows: list[Row] = []
         for name in names:
             setup = SETUPS[name]
-            extra = [arg for key, value in setup.options.items() for arg in ("--engine-option", f"{key}={value}")]
+            extra = [arg for key, value in setup.options.items() for arg in ("--engine-option", _option(key, value))]
             extra += ["--engine-timeout", "600", "--request-timeout", "1200"]  # a busy machine is slow, not broken
             handle = stack.enter_context(own_service(setup.engine, http=False, workers=setup.workers, extra=extra))
             client = stack.enter_context(Client(socket=handle.socket_path, mode="shm", timeout=1200))
@@ -278,6 +278,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(json.dumps(reports, indent=2) if args.json else render(reports))
     print(f"# load average {os.getloadavg()[0]:.1f} at the end")
     return 0
+
+
+def _option(key: str, value: object) -> str:
+    """``KEY=VALUE`` for ``--engine-option``, the value as JSON (``false``, not Python's ``False``)."""
+    return f"{key}={value if isinstance(value, str) else json.dumps(value)}"
 
 
 if __name__ == "__main__":
